@@ -1,0 +1,156 @@
+"""Locally built assets for tests and the embedded default: a tiny Qwen2 model, its BPE tokenizer, a tiny task.
+
+These machines reach no model or dataset hub, so everything is made here, deterministically, and cached under
+``$DRIFT_VERL_CACHE`` (default ``~/.cache/drift_verl``). Configs refer to them as ``${drift_asset:NAME}``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import random
+from contextlib import contextmanager
+from pathlib import Path
+
+ASSET_VERSION = "v1"
+SYSTEM_PROMPT = "You are a careful assistant. Put your final answer in <answer></answer> tags."
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("DRIFT_VERL_CACHE", Path.home() / ".cache" / "drift_verl")) / ASSET_VERSION
+
+
+@contextmanager
+def _locked(path: Path):
+    """Serialise builders across processes (Ray workers may resolve the same asset at once)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+
+def tiny_task_rows(n: int, seed: int, split: str) -> list[dict]:
+    """Addition problems in verl's RL parquet schema (chat ``prompt``, ``reward_model.ground_truth``)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        a, b = rng.randint(0, 20), rng.randint(0, 20)
+        rows.append(
+            {
+                "data_source": "drift_tiny_add",
+                "prompt": [
+                    {"role": "system", "content": SYSTEM_PROMPT},
+                    {"role": "user", "content": f"What is {a} + {b}?"},
+                ],
+                "ability": "math",
+                "reward_model": {"style": "rule", "ground_truth": str(a + b)},
+                "extra_info": {"split": split, "index": i, "prompt_id": f"{split}-{i}"},
+            }
+        )
+    return rows
+
+
+def _corpus() -> list[str]:
+    texts = [f"What is {a} + {b}? <answer>{a + b}</answer>" for a in range(21) for b in range(21)]
+    texts += [SYSTEM_PROMPT, "Incorrect. Please think again.", "user assistant system Turn State Reward"]
+    return texts
+
+
+def build_tokenizer(out: Path, vocab_size: int = 512):
+    """A byte-level BPE trained on the task's own text, with a Qwen-style chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(out)
+    return fast
+
+
+def build_model(out: Path, vocab_size: int, hidden: int = 64, layers: int = 2, seed: int = 0) -> None:
+    """A randomly initialised Qwen2 causal LM; head_dim 64 is one vLLM's CPU attention accepts."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=hidden // 64,
+        num_key_value_heads=hidden // 64,
+        head_dim=64,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        torch_dtype="float32",
+    )
+    model = Qwen2ForCausalLM(config)
+    model.save_pretrained(out, safe_serialization=True)
+
+
+def tiny_model() -> str:
+    """Path of the tiny model (tokenizer included); built once."""
+    final = cache_root() / "tiny_model"
+    with _locked(final):
+        if not (final / "config.json").exists():
+            tmp = final.with_name(final.name + ".tmp")
+            tmp.mkdir(parents=True, exist_ok=True)
+            tokenizer = build_tokenizer(tmp)
+            build_model(tmp, vocab_size=len(tokenizer))
+            os.replace(tmp, final)
+    return str(final)
+
+
+def _task_file(split: str, n: int, seed: int) -> str:
+    import pandas as pd
+
+    final = cache_root() / "tiny_task" / f"{split}.parquet"
+    with _locked(final):
+        if not final.exists():
+            tmp = final.with_suffix(".tmp.parquet")
+            pd.DataFrame(tiny_task_rows(n, seed, split)).to_parquet(tmp)
+            os.replace(tmp, final)
+    return str(final)
+
+
+def tiny_train() -> str:
+    return _task_file("train", n=64, seed=1)
+
+
+def tiny_val() -> str:
+    return _task_file("val", n=16, seed=2)
+
+
+ASSETS = {"tiny_model": tiny_model, "tiny_train": tiny_train, "tiny_val": tiny_val}
+
+
+def resolve(name: str) -> str:
+    """OmegaConf resolver ``${drift_asset:NAME}``."""
+    if name not in ASSETS:
+        raise ValueError(f"unknown drift asset {name!r}; known: {sorted(ASSETS)}")
+    return ASSETS[name]()
+
+
+if __name__ == "__main__":
+    print(json.dumps({name: build() for name, build in ASSETS.items()}, indent=2))

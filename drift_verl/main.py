@@ -1,0 +1,74 @@
+"""``python -m drift_verl.main recipe=drift|grpo [platform=cpu] [verl overrides...]``.
+
+verl's own ``main_ppo`` body runs on a config composed from verl's ``ppo_trainer`` plus drift-verl's config
+groups (``task``, ``recipe``, ``platform``). The same groups reach ``python -m verl.trainer.main_ppo`` through
+the Hydra search-path plugin (``+recipe=drift +task=tiny +platform=cpu``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+import verl  # noqa: F401  (loads drift_verl.plugin like every verl process does)
+from drift_verl import platform_cpu
+from drift_verl.ray_watchdog import ResourceWatchdog
+
+RECIPES = ("grpo", "drift")
+
+
+class StartupError(SystemExit):
+    """A configuration problem found before any worker starts; the message says what to change."""
+
+    def __init__(self, message: str):
+        super().__init__(f"drift-verl: {message}")
+
+
+def check_recipe(config: DictConfig) -> str:
+    """The recipe that took effect, or a loud error: a silently ignored recipe would run plain PPO."""
+    recipe = OmegaConf.select(config, "drift.recipe", default=None)
+    if recipe not in RECIPES:
+        raise StartupError(
+            f"no drift-verl recipe took effect (drift.recipe={recipe!r}, expected one of {RECIPES}). "
+            "Use `python -m drift_verl.main recipe=drift`, or `python -m verl.trainer.main_ppo +recipe=drift` "
+            "with drift-verl installed (its Hydra search-path plugin provides the recipe group)."
+        )
+    return recipe
+
+
+def check_platform(config: DictConfig) -> None:
+    """On a machine without a GPU, insist on the CPU preset instead of failing deep inside a worker."""
+    import torch
+
+    on_cpu = config.trainer.device == "cpu"
+    if on_cpu and not platform_cpu.cpu_platform_selected():
+        os.environ["VERL_PLATFORM"] = platform_cpu.CPU_PLATFORM
+        platform_cpu.activate()
+    if not on_cpu and not torch.cuda.is_available():
+        raise StartupError("no GPU found on this machine. Add the CPU preset: `platform=cpu`.")
+
+
+def run(config: DictConfig) -> None:
+    check_recipe(config)
+    check_platform(config)
+    from verl.trainer.main_ppo import main as verl_main
+
+    timeout = OmegaConf.select(config, "drift.ray_startup_timeout_s", default=120)
+    with ResourceWatchdog(timeout) as watchdog:
+        try:
+            verl_main.__wrapped__(config)  # verl's own main body: auto_set_device, validate_config, run_ppo
+        except KeyboardInterrupt:
+            if watchdog.error:
+                raise StartupError(watchdog.error) from None
+            raise
+
+
+@hydra.main(config_path="pkg://drift_verl.recipes", config_name="drift_main", version_base=None)
+def main(config: DictConfig) -> None:
+    run(config)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""A CPU platform for verl 0.9.1, selected with ``VERL_PLATFORM=cpu``.
+
+verl ships platforms for CUDA/NPU/ROCm only. Every developer and CI machine of this project is CPU-only, so
+this module registers a ``cpu`` platform plus the few smallest patches verl needs to run its real FSDP engine
+with gloo. It is imported from :mod:`drift_verl.plugin` in every process (driver, TaskRunner, Ray workers).
+Each patch states why it is needed; none is applied unless the cpu platform is selected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+from contextlib import contextmanager, nullcontext
+
+import torch
+from verl.plugin.platform import PlatformBase, PlatformRegistry
+
+CPU_PLATFORM = "cpu"
+
+
+def cpu_platform_selected() -> bool:
+    return os.environ.get("VERL_PLATFORM", "").strip().lower() == CPU_PLATFORM
+
+
+class CpuDeviceId(str):
+    """The "current device" on CPU.
+
+    verl passes ``get_device_id()`` both to ``tensor.to(...)`` (where an int 0 would mean ``cuda:0``) and into
+    f-strings such as ``f"{device}:{device_id}"``. A ``str`` equal to ``"cpu"`` is read by torch as the CPU
+    device, while formatting it yields ``"0"`` so ``"cpu:0"`` stays a valid device string.
+    """
+
+    def __new__(cls):
+        return super().__new__(cls, "cpu")
+
+    def __format__(self, spec: str) -> str:
+        return format(0, spec)
+
+    def __int__(self) -> int:
+        return 0
+
+    def __index__(self) -> int:
+        return 0
+
+
+def _zero(*_args, **_kwargs) -> int:
+    return 0
+
+
+def _noop(*_args, **_kwargs) -> None:
+    return None
+
+
+def _mem_get_info(*_args, **_kwargs) -> tuple[int, int]:
+    """(free, total) host memory: what verl's memory logging asks of an accelerator."""
+    pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    free = os.sysconf("SC_AVPHYS_PAGES") * page_size
+    return free, pages * page_size
+
+
+def _make_device_module() -> types.ModuleType:
+    """A stand-in for ``torch.cuda``: ``torch.cpu`` plus no-ops for the memory/rng/stream calls verl makes."""
+    module = types.ModuleType("drift_verl_cpu_device")
+    for name in dir(torch.cpu):
+        if not name.startswith("_"):
+            setattr(module, name, getattr(torch.cpu, name))
+    module.current_device = CpuDeviceId
+    module.set_device = _noop
+    module.device_count = lambda: 1
+    module.is_available = lambda: True
+    module.synchronize = _noop
+    module.empty_cache = _noop
+    module.ipc_collect = _noop
+    module.set_per_process_memory_fraction = _noop
+    module.reset_peak_memory_stats = _noop
+    module.memory_allocated = _zero
+    module.memory_reserved = _zero
+    module.max_memory_allocated = _zero
+    module.max_memory_reserved = _zero
+    module.mem_get_info = _mem_get_info
+    module.get_device_name = lambda *_a, **_k: "cpu"
+    module.get_rng_state = lambda *_a, **_k: torch.get_rng_state()
+    module.set_rng_state = lambda state, *_a, **_k: torch.set_rng_state(state)
+    module.manual_seed = torch.manual_seed
+    module.manual_seed_all = torch.manual_seed
+    module.stream = lambda *_a, **_k: nullcontext()
+    return module
+
+
+@PlatformRegistry.register(platform=CPU_PLATFORM)
+class PlatformCPU(PlatformBase):
+    """CPU "accelerator": gloo collectives, Ray's GPU resource used as a slot count (``num_gpus`` fake GPUs)."""
+
+    _device_module = _make_device_module()
+
+    @property
+    def device_name(self) -> str:
+        return "cpu"
+
+    @property
+    def vendor_name(self) -> str:
+        return "cpu"
+
+    @property
+    def device_module(self) -> types.ModuleType:
+        return self._device_module
+
+    def is_available(self) -> bool:
+        return True
+
+    def is_platform_available(self, use_smi_check=False) -> bool:
+        return cpu_platform_selected()  # never auto-selected: a GPU user must not land on CPU by accident
+
+    def current_device(self):
+        return CpuDeviceId()
+
+    def device_count(self) -> int:
+        return 1
+
+    def set_device(self, device_index) -> None:
+        return None
+
+    def synchronize(self, device_index=None) -> None:
+        return None
+
+    def manual_seed(self, seed: int) -> None:
+        torch.manual_seed(seed)
+
+    def manual_seed_all(self, seed: int) -> None:
+        torch.manual_seed(seed)
+
+    def set_allocator_settings(self, settings: str) -> None:
+        return None
+
+    def empty_cache(self) -> None:
+        return None
+
+    def get_device_capability(self, device_index: int = 0):
+        return None, None
+
+    def communication_backend_name(self) -> str:
+        return "gloo"
+
+    def visible_devices_envvar(self) -> str:
+        return "CUDA_VISIBLE_DEVICES"
+
+    @contextmanager
+    def nvtx_range(self, msg: str):
+        yield
+
+    def profiler_start(self) -> None:
+        return None
+
+    def profiler_stop(self) -> None:
+        return None
+
+    def ray_resource_name(self) -> str:
+        return "GPU"
+
+    def ray_noset_envvars(self) -> list[str]:
+        return ["RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"]
+
+    def is_ipc_supported(self) -> bool:
+        return False
+
+    def rollout_env_vars(self) -> dict[str, str]:
+        return {"VLLM_TARGET_DEVICE": "cpu", "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+
+    def cudart(self):
+        return None
+
+
+def dedup_backend(backend: str | None) -> str | None:
+    """``"cpu:gloo,cpu:gloo"`` -> ``"cpu:gloo"``: torch rejects a device type listed twice."""
+    if not backend:
+        return backend
+    return ",".join(dict.fromkeys(part.strip() for part in backend.split(",")))
+
+
+def _patch_process_group_backend() -> None:
+    """verl builds ``cpu:gloo,{device}:{backend}``, i.e. ``cpu:gloo,cpu:gloo`` here: de-duplicate it."""
+    import torch.distributed as dist
+
+    original = dist.init_process_group
+    if getattr(original, "_drift_dedup", False):
+        return
+
+    def init_process_group(*args, backend=None, **kwargs):
+        return original(*args, backend=dedup_backend(backend), **kwargs)
+
+    init_process_group._drift_dedup = True
+    dist.init_process_group = init_process_group
+
+
+def _patch_fsdp_engine() -> None:
+    """Register verl's FSDP engines for device ``cpu`` and stop FSDP2's CPU offload from pinning memory.
+
+    verl registers FSDP only for cuda/npu; and its ref model forces ``CPUOffloadPolicy(pin_memory=True)``,
+    which needs an accelerator to pin for.
+    """
+    from verl.workers.engine.base import EngineRegistry
+    from verl.workers.engine.fsdp import transformer_impl
+
+    for model_type, engine_cls in (
+        ("language_model", transformer_impl.FSDPEngineWithLMHead),
+        ("value_model", transformer_impl.FSDPEngineWithValueHead),
+    ):
+        if CPU_PLATFORM not in EngineRegistry._engines.get(model_type, {}).get("fsdp", {}):
+            EngineRegistry.register(model_type=model_type, backend=["fsdp", "fsdp2"], device=CPU_PLATFORM)(engine_cls)
+
+    policy = transformer_impl.CPUOffloadPolicy
+    if policy is not None and not getattr(policy, "_drift_unpinned", False):
+
+        @dataclasses.dataclass
+        class UnpinnedCPUOffloadPolicy(policy):
+            _drift_unpinned = True
+
+            def __post_init__(self):
+                self.pin_memory = False
+
+        transformer_impl.CPUOffloadPolicy = UnpinnedCPUOffloadPolicy
+
+
+def activate() -> None:
+    """Apply the CPU patches when ``VERL_PLATFORM=cpu``; a no-op otherwise (GPU machines stay untouched)."""
+    if not cpu_platform_selected():
+        return
+    os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    _patch_process_group_backend()
+    _patch_fsdp_engine()

@@ -1,0 +1,57 @@
+"""Hydra composition of drift-verl's groups on top of verl's ppo_trainer, both entry points."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+
+from drift_verl.main import StartupError, check_recipe
+
+
+def _compose(module: str, name: str, overrides: list[str]):
+    with initialize_config_module(config_module=module, version_base=None):
+        return compose(config_name=name, overrides=overrides)
+
+
+def test_drift_main_composes_recipe_task_and_cpu_preset():
+    config = _compose("drift_verl.recipes", "drift_main", ["recipe=grpo", "platform=cpu", "trainer.total_epochs=3"])
+    assert check_recipe(config) == "grpo"
+    assert config.algorithm.adv_estimator == "grpo"
+    assert config.trainer.device == "cpu" and config.ray_kwargs.ray_init.num_gpus == 1
+    assert config.actor_rollout_ref.actor.strategy == "fsdp2"
+    assert config.trainer.total_epochs == 3  # command line wins over the recipe, as in verl
+    assert config.actor_rollout_ref.model.path.endswith("tiny_model")  # resolver builds the embedded model
+
+
+def test_main_ppo_finds_the_recipe_through_the_search_path_plugin():
+    config = _compose("verl.trainer.config", "ppo_trainer", ["+recipe=grpo", "+task=tiny", "+platform=cpu"])
+    assert check_recipe(config) == "grpo"
+    assert config.algorithm.adv_estimator == "grpo"
+    assert config.trainer.device == "cpu"
+
+
+def test_plain_ppo_config_fails_the_recipe_check():
+    config = _compose("verl.trainer.config", "ppo_trainer", [])
+    with pytest.raises(StartupError, match="no drift-verl recipe took effect"):
+        check_recipe(config)
+    OmegaConf.set_struct(config, False)
+    config.recipe = "drift"  # what `+recipe=drift` becomes without the search-path plugin
+    with pytest.raises(StartupError, match="recipe"):
+        check_recipe(config)
+
+
+def test_no_gpu_without_cpu_preset_says_what_to_add(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "VERL_PLATFORM"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "drift_verl.main", "recipe=grpo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "platform=cpu" in proc.stderr
