@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
@@ -60,6 +61,16 @@ def register() -> None:
     platform_cpu.activate()
     if not OmegaConf.has_resolver("drift_asset"):
         OmegaConf.register_new_resolver("drift_asset", assets.resolve)
+    if not OmegaConf.has_resolver("drift_config"):
+        OmegaConf.register_new_resolver("drift_config", config_file)
+
+
+def config_file(name: str) -> str:
+    """OmegaConf resolver ``${drift_config:NAME}``: absolute path of a file shipped in drift_verl/recipes."""
+    path = Path(__file__).resolve().parent / "recipes" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"drift-verl config file not found: {path}")
+    return str(path)
 
 
 register()

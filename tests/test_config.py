@@ -55,3 +55,11 @@ def test_no_gpu_without_cpu_preset_says_what_to_add(tmp_path):
     )
     assert proc.returncode != 0
     assert "platform=cpu" in proc.stderr
+
+
+def test_task_settings_win_over_recipe_defaults():
+    config = _compose("drift_verl.recipes", "drift_main", ["recipe=grpo"])
+    assert config.drift.env.turn_max_tokens == 24  # tiny task's value, not the recipe's null
+    assert config.drift.env.max_turns == 5 and config.drift.env.feedback == "Incorrect. Please think again."
+    assert config.actor_rollout_ref.rollout.agent.default_agent_loop == "drift_feedback"
+    assert config.actor_rollout_ref.rollout.agent.agent_loop_config_path.endswith("agent_loops.yaml")

@@ -1,0 +1,141 @@
+"""The multi-turn feedback environment as a verl agent loop (``drift_feedback``), used by both recipes.
+
+Per turn: generate through verl's rollout server, parse the answer, score it with the configured verifier
+(verl's ``compute_score`` signature), and on a wrong answer append the feedback message and go again, up to
+``drift.env.max_turns``; stop at the first correct answer (turn t*). Only assistant tokens are trainable
+(``response_mask``); each assistant turn's token span is recorded so DRIFT can train the last turn only.
+The trajectory's return (:mod:`drift_verl.weights`) is the reward, so GRPO and DRIFT optimise the same thing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from uuid import uuid4
+
+from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, register
+from verl.trainer.ppo.reward import get_custom_reward_fn
+
+from drift_verl.answers import get_parser, normalize
+from drift_verl.weights import FORMAT_PENALTY, trajectory_return
+
+logger = logging.getLogger(__name__)
+
+# Verifiers run in threads so a slow one never blocks the event loop; one that hangs is abandoned after the
+# timeout (its thread cannot be killed), scored 0 and counted.
+_VERIFIER_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="drift-verifier")
+
+
+def feedback_message(mode: str, text: str, turn: int, max_turns: int, answer: str | None) -> str:
+    """What the environment says after a wrong answer: the plain message (``simple``) or a state block."""
+    if mode == "simple":
+        return text
+    if mode == "full":
+        state = "no parseable answer" if answer is None else f"answer {answer!r} is incorrect"
+        return f"Turn {turn} / {max_turns}\nState: {state}\nReward: 0\nActions left: {max_turns - turn}\n{text}"
+    raise ValueError(f"drift.env.prompt_mode must be 'simple' or 'full', got {mode!r}")
+
+
+@register("drift_feedback")
+class FeedbackAgentLoop(AgentLoopBase):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        env = self.config.drift.env
+        self.max_turns = int(env.max_turns)
+        self.feedback = str(env.feedback)
+        self.prompt_mode = str(env.prompt_mode)
+        self.parse = get_parser(str(env.answer_format))
+        self.turn_max_tokens = env.get("turn_max_tokens")
+        self.verifier_timeout = float(env.verifier_timeout_s)
+        self.gamma = float(self.config.drift.gamma)
+        self.repetition_coef = float(self.config.drift.repetition_coef)
+        self.response_length = self.rollout_config.response_length
+        self.verifier = get_custom_reward_fn(self.config)
+        if self.verifier is None:
+            raise ValueError("drift_feedback needs a verifier: set reward.custom_reward_function.path/name")
+
+    async def _score(self, data_source, text, ground_truth, extra_info) -> tuple[float, bool]:
+        """(reward, verifier_ok). A verifier that raises or exceeds the timeout scores 0."""
+        call = lambda: self.verifier(data_source, text, ground_truth, extra_info)  # noqa: E731
+        try:
+            result = await asyncio.wait_for(self.loop.run_in_executor(_VERIFIER_POOL, call), self.verifier_timeout)
+        except Exception as error:  # noqa: BLE001  (any verifier failure must not crash the rollout)
+            logger.warning("verifier failed (%s: %s); scoring 0", type(error).__name__, error)
+            return 0.0, False
+        score = result.get("score", 0.0) if isinstance(result, dict) else result
+        return float(score), True
+
+    async def run(self, sampling_params: dict[str, Any], **kwargs) -> AgentLoopOutput:
+        messages = list(kwargs["raw_prompt"])
+        ground_truth = kwargs["reward_model"]["ground_truth"]
+        data_source = kwargs.get("data_source", "")
+        extra_info = kwargs.get("extra_info") or {}
+
+        prompt_ids = await self.ct_build_initial_tokens(messages)
+        tokens, response_mask, logprobs = list(prompt_ids), [], []
+        turn_rewards, answers, spans, server_fields, metrics = [], [], [], {}, {}
+        verifier_failures = 0
+        request_id = uuid4().hex
+        for turn in range(1, self.max_turns + 1):
+            budget = self.response_length - len(response_mask)
+            if budget <= 0:
+                break
+            params = dict(sampling_params, max_tokens=min(budget, self.turn_max_tokens or budget))
+            output = await self.server_manager.generate(request_id=request_id, prompt_ids=tokens, sampling_params=params)
+            for key, value in (output.extra_fields or {}).items():  # min/max_global_steps etc.: the trainer needs them
+                server_fields.setdefault(key, value)
+            start = len(response_mask)
+            merge, response_mask, logprobs = await self.ct_merge_assistant_token(
+                tokens, output.token_ids, response_mask, logprobs if output.log_probs else None,
+                assistant_logprobs=output.log_probs or None,
+            )
+            tokens = merge.token_ids
+            spans.append([start, len(response_mask)])
+            text = self.tokenizer.decode(output.token_ids, skip_special_tokens=True)
+            answer = self.parse(text)
+            reward, ok = await self._score(data_source, text, ground_truth, extra_info)
+            verifier_failures += not ok
+            turn_rewards.append(reward)
+            answers.append(None if answer is None else normalize(answer))
+            messages.append({"role": "assistant", "content": text})
+            if reward >= 1.0 or turn == self.max_turns:
+                break
+            feedback = {
+                "role": "user",
+                "content": feedback_message(self.prompt_mode, self.feedback, turn, self.max_turns, answer),
+            }
+            merge, response_mask, logprobs = await self.ct_merge_context_msg(
+                messages, messages + [feedback], tokens, response_mask, logprobs or None
+            )
+            messages.append(feedback)
+            tokens = merge.token_ids
+
+        solved_at = next((t + 1 for t, r in enumerate(turn_rewards) if r >= 1.0), 0)
+        given = [a for a in answers if a is not None]
+        format_penalty = FORMAT_PENALTY * (len(answers) - len(given))
+        score = trajectory_return(turn_rewards, format_penalty, given, self.gamma, self.repetition_coef)
+        response_ids = tokens[len(prompt_ids):]
+        extra_fields = {
+            **server_fields,
+            "turn_rewards": turn_rewards,
+            "answers": answers,
+            "turn_spans": spans,
+            "t_star": solved_at,
+            "num_assistant_turns": len(turn_rewards),
+            "format_penalty": format_penalty,
+            "verifier_failures": verifier_failures,
+            "messages": json.dumps(messages),
+        }
+        return AgentLoopOutput(
+            prompt_ids=list(prompt_ids),
+            response_ids=response_ids[: self.response_length],
+            response_mask=response_mask[: self.response_length],
+            response_logprobs=logprobs[: self.response_length] if logprobs else None,
+            reward_score=score,
+            num_turns=2 * len(turn_rewards),
+            metrics=metrics,
+            extra_fields=extra_fields,
+        )
