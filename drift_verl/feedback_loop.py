@@ -128,6 +128,13 @@ class FeedbackAgentLoop(AgentLoopBase):
             "format_penalty": format_penalty,
             "verifier_failures": verifier_failures,
             "messages": json.dumps(messages),
+            # logged by verl's validation per data source ("acc" becomes its core metric)
+            "reward_extra_info": {
+                "acc": float(solved_at > 0),
+                "first_turn_acc": float(solved_at == 1),
+                "solved_turn": float(solved_at),
+                "assistant_turns": float(len(turn_rewards)),
+            },
         }
         return AgentLoopOutput(
             prompt_ids=list(prompt_ids),

@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from drift_verl import assets, platform_cpu
+from drift_verl.import_hooks import when_imported
 
 _CLI_PLATFORM = re.compile(r"^\+{0,2}platform=(\w+)$")
 _CLI_RECIPE = re.compile(r"^\+{0,2}recipe=")
@@ -54,8 +55,21 @@ def check_search_path_plugin(argv: list[str]) -> None:
         )
 
 
+def _register_trainer(_module) -> None:
+    import drift_verl.trainer  # noqa: F401  (@register_trainer("drift"))
+
+
+def _register_loss(core_algos) -> None:
+    from drift_verl.loss import register
+
+    register(core_algos)
+
+
 def register() -> None:
     check_search_path_plugin(sys.argv)
+    # verl's registries live in modules that are slow to import: register when verl imports them
+    when_imported("verl.trainer.ppo.core_algos", _register_loss)
+    when_imported("verl.trainer.ppo.v1.trainer_base", _register_trainer)
     if _platform_from_cli(sys.argv) == platform_cpu.CPU_PLATFORM:
         os.environ.setdefault("VERL_PLATFORM", platform_cpu.CPU_PLATFORM)
     platform_cpu.activate()

@@ -1,0 +1,40 @@
+"""DRIFT's weighted-SFT loss, registered in verl's policy-loss registry as ``drift``.
+
+Why the policy-loss registry (``actor.policy_loss.loss_mode=drift``) rather than an engine loss: verl's
+``ppo_loss`` then runs it inside the actor worker exactly like GRPO's loss -- same FSDP engine, micro-batching,
+gradient accumulation, global-batch normalisation across data-parallel ranks, optimizer, LR schedule and
+checkpointing -- and the only DRIFT-specific data, one weight per trajectory, travels in ``advantages``
+(constant over the trajectory's trained tokens; ``response_mask`` marks those tokens).
+
+loss = (1/B) * sum_i w_i * mean_{t in trained(i)} -log pi(y_t | context): no ratio, no clipping, no old policy.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def weighted_nll_loss(
+    old_log_prob: torch.Tensor,
+    log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    response_mask: torch.Tensor,
+    loss_agg_mode: str = "seq-mean-token-mean",
+    config=None,
+    rollout_is_weights: torch.Tensor | None = None,
+):
+    from verl.trainer.ppo.core_algos import agg_loss
+
+    batch_info = dict(config.global_batch_info) if config is not None else {}
+    mask = response_mask.to(log_prob.dtype)
+    # per-trajectory weight mean over the batch, and the NLL itself, for the logs
+    nll = agg_loss(loss_mat=-log_prob.detach(), loss_mask=mask, loss_agg_mode="seq-mean-token-mean")
+    loss = agg_loss(
+        loss_mat=-advantages * log_prob, loss_mask=mask, loss_agg_mode="seq-mean-token-mean", **batch_info
+    )
+    return loss, {"drift/nll": nll.item()}
+
+
+def register(core_algos) -> None:
+    if "drift" not in core_algos.POLICY_LOSS_REGISTRY:
+        core_algos.register_policy_loss("drift")(weighted_nll_loss)

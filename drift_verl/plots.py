@@ -1,0 +1,54 @@
+"""PNG plots people would rather look at than read: weights and ESS per group, accuracy by turn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def weight_plots(weights: np.ndarray, groups: np.ndarray, path: Path) -> Path:
+    """Histogram of the weights and of the per-group effective sample size fraction."""
+    plt = _pyplot()
+    counts = np.bincount(groups)
+    present = counts > 0
+    sum_w = np.bincount(groups, weights=weights)[present]
+    ess_fraction = sum_w**2 / np.maximum(np.bincount(groups, weights=weights**2)[present], 1e-300) / counts[present]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.hist(weights, bins=40, color="tab:blue")
+    left.set(title="trajectory weights w = exp(R/beta) / group mean", xlabel="weight", ylabel="trajectories")
+    left.set_yscale("log")
+    right.hist(ess_fraction, bins=20, range=(0, 1), color="tab:orange")
+    right.set(title="effective sample size per group", xlabel="ESS / group size", ylabel="groups")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def turn_plot(metrics: dict, max_turns: int, path: Path, label: str = "reference policy") -> Path:
+    """Accuracy at each turn and solved-within-k curves from :func:`drift_verl.metrics.multi_turn_metrics`."""
+    plt = _pyplot()
+    turns = np.arange(1, max_turns + 1)
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.bar(turns, [metrics.get(f"acc_at_turn_{k}", 0.0) for k in turns], alpha=0.6, label="solved at turn t")
+    axis.plot(turns, [metrics.get(f"solved_within_{k}", 0.0) for k in turns], "o-", color="tab:red",
+              label="solved within k turns")
+    axis.set(title=f"{label}: accuracy by turn", xlabel="turn", ylabel="share of trajectories", ylim=(0, 1))
+    axis.set_xticks(turns)
+    axis.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

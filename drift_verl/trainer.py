@@ -1,0 +1,353 @@
+"""The DRIFT trainer: verl v1 trainer mode ``drift`` (``recipe=drift`` sets ``trainer.v1.trainer_mode=drift``).
+
+It reuses the synchronous trainer's workers, rollout replicas, agent loop, validation and checkpointing, and
+replaces its loop with DRIFT's three phases per round:
+
+1. rollouts: the frozen reference policy (the weights the replicas hold when the round starts; nothing is
+   pushed during the pass) answers every training prompt ``rollout.n`` times through the feedback agent loop,
+   shard by shard, into the :class:`~drift_verl.store.TrajectoryStore` (resumable, reused when it matches);
+2. weights: returns and group-normalised importance weights (:mod:`drift_verl.weights`), with diagnostics;
+3. update: ``drift.epochs`` passes of weighted SFT over the store, streamed shard by shard, each mini-batch one
+   ``update_actor`` call with the ``drift`` policy loss (:mod:`drift_verl.loss`).
+
+With ``drift.rounds > 1`` the updated policy becomes the next round's reference (iterative DRIFT).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+import transfer_queue as tq
+from omegaconf import OmegaConf
+from tqdm import tqdm
+from verl.protocol import DataProto
+from verl.trainer.ppo.v1.trainer_base import register_trainer
+from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+from verl.utils import tensordict_utils as tu
+from verl.utils.dataset.rl_dataset import collate_fn
+from verl.utils.metric import reduce_metrics
+from verl.utils.py_functional import rename_dict
+from verl.utils.tracking import Tracking
+from verl.workers.utils.padding import left_right_2_no_padding
+
+from drift_verl import plots
+from drift_verl.batch import padded_batch
+from drift_verl.metrics import multi_turn_metrics
+from drift_verl.store import TrajectoryStore, file_identity, returns_and_groups
+from drift_verl.weights import WeightConfig, diagnostics, group_codes, group_weights
+
+TRAIN_COLUMNS = ["prompt_ids", "response_ids", "response_mask", "turn_spans"]
+
+
+def _per_sample(value) -> list:
+    """A TransferQueue field as one Python value per sample (nested/padded tensors -> token lists)."""
+    if isinstance(value, torch.Tensor):
+        return [t.tolist() for t in (value.unbind() if value.is_nested else value)]
+    return list(value)
+
+
+@register_trainer("drift")
+class DriftTrainer(PPOTrainerSync):
+    def _build_replay_buffer(self):
+        # Everywhere verl consults trainer_mode (replay buffer, checkpoint contents) DRIFT is synchronous;
+        # the name "drift" only selects this class.
+        self.trainer_mode = "sync"
+        return super()._build_replay_buffer()
+
+    def _add_prompts_to_generate(self, num_prompts: int) -> int:
+        # The replay buffer calls this to replace failed rollout groups with fresh dataloader prompts, which
+        # would put other prompts into a shard: fail the shard instead; a rerun regenerates it.
+        raise RuntimeError(f"{num_prompts} rollout group(s) failed in the agent loop; see the worker logs")
+
+    # ------------------------------------------------------------------ layout
+    @property
+    def drift(self):
+        return self.config.drift
+
+    @property
+    def mini_batch_size(self) -> int:
+        """Trajectories per optimizer step: verl's ``ppo_mini_batch_size`` (prompts) x ``rollout.n``."""
+        return self.config.actor_rollout_ref.actor.ppo_mini_batch_size * self.config.actor_rollout_ref.rollout.n
+
+    @property
+    def num_prompts(self) -> int:
+        limit = self.drift.get("max_prompts")
+        return min(len(self.train_dataset), limit) if limit else len(self.train_dataset)
+
+    def _steps_per_epoch(self) -> int:
+        steps = self.num_prompts * self.config.actor_rollout_ref.rollout.n // self.mini_batch_size
+        if steps == 0:
+            raise ValueError(
+                f"drift: {self.num_prompts} prompts x n={self.config.actor_rollout_ref.rollout.n} trajectories are "
+                f"fewer than one mini-batch ({self.mini_batch_size}); lower actor.ppo_mini_batch_size"
+            )
+        return steps
+
+    def _run_dir(self) -> Path:
+        path = Path(self.config.trainer.default_local_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _store(self, round_index: int) -> TrajectoryStore:
+        """The round's store; its fingerprint covers everything that shapes the rollouts, not beta/gamma."""
+        rollout = self.config.actor_rollout_ref.rollout
+        if round_index == 0:
+            reference = file_identity(self.config.actor_rollout_ref.model.path)
+        else:  # the policy that ended the previous round, identified by its checkpoint
+            reference = {"run": str(self._run_dir().resolve()), "step": self.global_steps}
+        spec = {
+            "reference": reference,
+            "model": self.config.actor_rollout_ref.model.path,
+            "data": {str(f): file_identity(str(f)) for f in OmegaConf.to_container(self.config.data.train_files)}
+            if not isinstance(self.config.data.train_files, str)
+            else {self.config.data.train_files: file_identity(self.config.data.train_files)},
+            "n": rollout.n,
+            "sampling": {k: rollout.get(k) for k in ("temperature", "top_p", "top_k")},
+            "lengths": [self.config.data.max_prompt_length, self.config.data.max_response_length],
+            "env": OmegaConf.to_container(self.drift.env, resolve=True),
+            "verifier": OmegaConf.to_container(self.config.reward.custom_reward_function, resolve=True),
+            "round": round_index,
+        }
+        return TrajectoryStore(self.drift.store_dir, spec, self.num_prompts, int(self.drift.prompts_per_shard))
+
+    # ------------------------------------------------------------------ phase 1
+    def _rollout_prompts(self, indices: range) -> tuple[list[dict], int]:
+        """All trajectories of the given prompts, through verl's agent loop workers and TransferQueue."""
+        items = [self.train_dataset[i] for i in indices]
+        batch_dict = collate_fn(items)
+        uids = [uuid.uuid4().hex for _ in indices]
+        prompt_of = dict(zip(uids, indices))
+        batch_dict["uid"] = np.array(uids, dtype=object)
+        batch = tu.get_tensordict(batch_dict)
+        tu.assign_non_tensor_data(batch, "global_steps", self.global_steps)
+        tags = [{"is_prompt": True, "status": "pending", "global_steps": self.global_steps} for _ in uids]
+        tq.kv_batch_put(keys=uids, partition_id="train", tags=tags)
+        self.agent_loop_manager.generate_sequences(batch)
+        meta, _ = self.replay_buffer.sample(global_steps=self.global_steps, partition_id="train", batch_size=len(uids))
+        fields = ["uid", "prompts", "responses", "response_mask", "extra_fields", "data_source", "reward_model"]
+        data = tq.kv_batch_get(keys=meta.keys, partition_id=meta.partition_id, select_fields=fields)
+        tq.kv_clear(keys=meta.keys, partition_id=meta.partition_id)
+
+        columns = {name: _per_sample(data[name]) for name in fields}
+        rows, samples, tokens = [], {}, 0
+        for i, uid in enumerate(columns["uid"]):
+            index = prompt_of[uid]
+            extra = columns["extra_fields"][i]
+            extra_info = items[index - indices.start].get("extra_info") or {}
+            response_mask = columns["response_mask"][i]
+            tokens += sum(response_mask)
+            rows.append(
+                {
+                    "index": index,
+                    "prompt_id": str(extra_info.get("prompt_id", index)),
+                    "sample": samples.setdefault(uid, 0),
+                    "data_source": str(columns["data_source"][i]),
+                    "ground_truth": str(columns["reward_model"][i]["ground_truth"]),
+                    "prompt_ids": columns["prompts"][i],
+                    "response_ids": columns["responses"][i],
+                    "response_mask": response_mask,
+                    "turn_spans": extra["turn_spans"],
+                    "turn_rewards": extra["turn_rewards"],
+                    "answers": extra["answers"],
+                    "format_penalty": extra["format_penalty"],
+                    "t_star": extra["t_star"],
+                    "verifier_failures": extra["verifier_failures"],
+                    "messages": extra["messages"],
+                }
+            )
+            samples[uid] += 1
+        rows.sort(key=lambda row: (row.pop("index"), row["sample"]))  # store order: prompt, then sample
+        return rows, tokens
+
+    def _phase_rollouts(self, round_index: int) -> TrajectoryStore:
+        store = self._store(round_index)
+        missing = store.missing_shards()
+        start, trajectories, tokens = time.time(), 0, 0
+        with tqdm(total=store.num_shards, initial=store.num_shards - len(missing),
+                  desc=f"DRIFT round {round_index} phase 1: rollouts (shards)") as bar:
+            for shard in missing:
+                rows, shard_tokens = self._rollout_prompts(store.shard_prompts(shard))
+                store.write_shard(shard, rows)
+                trajectories, tokens = trajectories + len(rows), tokens + shard_tokens
+                bar.update(1)
+        wall = time.time() - start
+        stats = self._rollout_quality(store)
+        stats.update(
+            {
+                "drift/rollout/wall_s": wall,
+                "drift/rollout/new_trajectories": trajectories,
+                "drift/rollout/reused_shards": store.num_shards - len(missing),
+                "drift/rollout/trajectories_per_s": trajectories / wall if trajectories else 0.0,
+                "drift/rollout/tokens_per_s": tokens / wall if trajectories else 0.0,
+            }
+        )
+        self.logger.log(data=stats, step=self.global_steps)
+        self.phase_times[f"round {round_index} phase 1 (rollouts)"] = wall
+        print(f"[drift] trajectory store: {store.dir}")
+        return store
+
+    def _rollout_quality(self, store: TrajectoryStore) -> dict:
+        rewards, answers, failures = [], [], 0
+        for table in store.iter_columns(["turn_rewards", "answers", "verifier_failures"]):
+            columns = table.to_pydict()
+            rewards += columns["turn_rewards"]
+            answers += columns["answers"]
+            failures += sum(columns["verifier_failures"])
+        metrics = multi_turn_metrics(rewards, answers, int(self.drift.env.max_turns))
+        self.reference_metrics = metrics
+        result = {f"drift/reference/{k}": v for k, v in metrics.items()}
+        result["drift/rollout/verifier_failures"] = failures
+        return result
+
+    # ------------------------------------------------------------------ phase 2
+    def _phase_weights(self, store: TrajectoryStore, round_index: int) -> np.ndarray:
+        start = time.time()
+        config = WeightConfig(
+            gamma=float(self.drift.gamma),
+            beta=float(self.drift.beta),
+            repetition_coef=float(self.drift.repetition_coef),
+            normalization=str(self.drift.normalization),
+            cap=self.drift.get("weight_cap"),
+        )
+        returns, prompt_ids, solved = returns_and_groups(store, config.gamma, config.repetition_coef)
+        groups = group_codes(prompt_ids)
+        weights = group_weights(returns, groups, config)
+        stats = diagnostics(weights, groups, solved)
+        stats["weights/return_mean"] = float(returns.mean())
+        histogram = stats.pop("weights/histogram")
+        png = plots.weight_plots(weights, groups, self._run_dir() / "plots" / f"round{round_index}_weights.png")
+        plots.turn_plot(self.reference_metrics, int(self.drift.env.max_turns),
+                        self._run_dir() / "plots" / f"round{round_index}_reference_by_turn.png")
+        self.logger.log(data={f"drift/{k}": v for k, v in stats.items()}, step=self.global_steps)
+        (self._run_dir() / "plots" / f"round{round_index}_weights.json").write_text(
+            json.dumps({**stats, "histogram": histogram}, indent=2)
+        )
+        self.phase_times[f"round {round_index} phase 2 (weights)"] = time.time() - start
+        print(f"[drift] weights: ESS fraction {stats['weights/ess_fraction_mean']:.3f}, max {stats['weights/max']:.2f}"
+              f", degenerate groups {stats['weights/degenerate_group_share']:.2%}; plot {png}")
+        return weights
+
+    # ------------------------------------------------------------------ phase 3
+    def _epoch_order(self, store: TrajectoryStore, sizes: list[int], epoch_seed: int) -> list[tuple[int, int]]:
+        """(shard, row) in training order: shards in random order, rows shuffled within each shard."""
+        rng = np.random.default_rng(epoch_seed)
+        order = []
+        for shard in rng.permutation(store.num_shards):
+            order += [(int(shard), int(row)) for row in rng.permutation(sizes[shard])]
+        return order
+
+    def _update(self, rows: list[dict], weights: np.ndarray) -> dict:
+        data = self.config.data
+        tensors = padded_batch(rows, weights, data.max_prompt_length, data.max_response_length,
+                               self.tokenizer.pad_token_id, str(self.drift.train_turns))
+        batch = left_right_2_no_padding(DataProto.from_dict(tensors=tensors).to_tensordict())
+        size = len(rows)
+        tu.assign_non_tensor(
+            batch,
+            calculate_entropy=False,
+            distillation_use_topk=False,
+            distillation_only=False,
+            global_batch_size=size,
+            mini_batch_size=size,
+            epochs=1,
+            seed=int(self.drift.seed),
+            dataloader_kwargs={"shuffle": False},
+            compute_loss=True,
+            temperature=1.0,
+        )
+        output = self.actor_rollout_wg.update_actor(batch)
+        metrics = rename_dict(tu.get(output, "metrics"), "actor/")
+        metrics["perf/mfu/actor"] = metrics.pop("actor/mfu")
+        return reduce_metrics(metrics)
+
+    def _phase_update(self, store: TrajectoryStore, weights: np.ndarray, round_index: int) -> None:
+        start = time.time()
+        steps_per_epoch = self._steps_per_epoch()
+        round_start = round_index * steps_per_epoch * int(self.drift.epochs)
+        sizes = store.shard_sizes()
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        cache: dict[int, list[dict]] = {}
+        batch_size = self.mini_batch_size
+        done_in_round = self.global_steps - round_start
+        with tqdm(total=steps_per_epoch * int(self.drift.epochs), initial=done_in_round,
+                  desc=f"DRIFT round {round_index} phase 3: weighted SFT (steps)") as bar:
+            for epoch in range(done_in_round // steps_per_epoch, int(self.drift.epochs)):
+                order = self._epoch_order(store, sizes, int(self.drift.seed) + 1000 * round_index + epoch)
+                first = self.global_steps - round_start - epoch * steps_per_epoch
+                for step in range(first, steps_per_epoch):
+                    picks = order[step * batch_size:(step + 1) * batch_size]
+                    for shard in {s for s, _ in picks} - set(cache):
+                        if len(cache) >= 2:  # training order visits shards one after another
+                            cache.pop(next(iter(cache)))
+                        cache[shard] = store.read_shard(shard, TRAIN_COLUMNS).to_pylist()
+                    rows = [cache[s][r] for s, r in picks]
+                    metrics = self._update(rows, weights[[offsets[s] + r for s, r in picks]])
+                    self.global_steps += 1
+                    metrics.update({"training/global_step": self.global_steps, "training/epoch": epoch,
+                                    "drift/round": round_index})
+                    last = step == steps_per_epoch - 1 and epoch == int(self.drift.epochs) - 1
+                    self._after_step(metrics, last)
+                    bar.update(1)
+        self.phase_times[f"round {round_index} phase 3 (update)"] = time.time() - start
+
+    def _after_step(self, metrics: dict, end_of_round: bool) -> None:
+        trainer = self.config.trainer
+        if end_of_round or (trainer.save_freq > 0 and self.global_steps % trainer.save_freq == 0):
+            self._save_checkpoint()  # always at the end of a round: the next round's reference
+        if end_of_round or (trainer.test_freq > 0 and self.global_steps % trainer.test_freq == 0):
+            metrics.update(self._validate_current())
+        self.logger.log(data=metrics, step=self.global_steps)
+
+    def _validate_current(self) -> dict:
+        """verl's validation (multi-turn, same agent loop) on the current weights."""
+        self.checkpoint_manager.update_weights(self.global_steps)
+        metrics = self._validate()
+        self.validation_history.append((self.global_steps, metrics))
+        return metrics
+
+    # ------------------------------------------------------------------ driver
+    def fit(self, agent_loop_manager):
+        self.agent_loop_manager = agent_loop_manager
+        self.logger = Tracking(
+            project_name=self.config.trainer.project_name,
+            experiment_name=self.config.trainer.experiment_name,
+            default_backend=self.config.trainer.logger,
+            config=OmegaConf.to_container(self.config, resolve=True),
+        )
+        self.phase_times: dict[str, float] = {}
+        self.validation_history: list[tuple[int, dict]] = []
+        self.reference_metrics: dict = {}
+        steps_per_round = self._steps_per_epoch() * int(self.drift.epochs)
+        rounds = int(self.drift.rounds)
+        if self.global_steps == 0 and self.config.trainer.get("val_before_train", True):
+            self.logger.log(data=self._validate_current(), step=0)
+        for round_index in range(self.global_steps // steps_per_round, rounds):
+            # the replicas now hold the current policy: this round's frozen reference
+            self.checkpoint_manager.update_weights(self.global_steps)
+            store = self._phase_rollouts(round_index)
+            weights = self._phase_weights(store, round_index)
+            self._phase_update(store, weights, round_index)
+        self._shutdown_dump_executor()
+        self._summary(store if rounds else None)
+
+    def _summary(self, store) -> None:
+        lines = ["", "=" * 72, "DRIFT finished"]
+        for name, seconds in self.phase_times.items():
+            lines.append(f"  {name:<40s} {seconds:8.1f} s")
+        if self.validation_history:
+            first, last = self.validation_history[0], self.validation_history[-1]
+            core = sorted(k for k in last[1] if k.startswith("val-core/") or "/acc/" in k)
+            for key in core:
+                lines.append(f"  {key}: step {first[0]} {first[1].get(key, float('nan')):.3f} -> "
+                             f"step {last[0]} {last[1][key]:.3f}")
+        lines.append(f"  checkpoints: {self._run_dir().resolve()}")
+        if store is not None:
+            lines.append(f"  trajectory store: {store.dir.resolve()}")
+        lines.append(f"  plots: {(self._run_dir() / 'plots').resolve()}")
+        lines.append("=" * 72)
+        print("\n".join(lines))
