@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from typing import Any
 from uuid import uuid4
 
@@ -24,9 +24,27 @@ from drift_verl.weights import FORMAT_PENALTY, trajectory_return
 
 logger = logging.getLogger(__name__)
 
-# Verifiers run in threads so a slow one never blocks the event loop; one that hangs is abandoned after the
-# timeout (its thread cannot be killed), scored 0 and counted.
-_VERIFIER_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="drift-verifier")
+
+
+def _in_own_thread(loop: asyncio.AbstractEventLoop, fn) -> asyncio.Future:
+    """Run ``fn`` in a fresh daemon thread. Not a shared pool: verifiers that hang would occupy its workers and
+    make healthy calls queue into their timeouts. A hung thread is abandoned (threads cannot be killed)."""
+    future = loop.create_future()
+
+    def settle(setter, value):
+        if not future.done():  # already cancelled by the timeout
+            setter(value)
+
+    def target():
+        try:
+            result = fn()
+        except BaseException as error:  # noqa: BLE001  (delivered to the awaiting coroutine)
+            loop.call_soon_threadsafe(settle, future.set_exception, error)
+        else:
+            loop.call_soon_threadsafe(settle, future.set_result, result)
+
+    threading.Thread(target=target, name="drift-verifier", daemon=True).start()
+    return future
 
 
 def feedback_message(mode: str, text: str, turn: int, max_turns: int, answer: str | None) -> str:
@@ -61,7 +79,7 @@ class FeedbackAgentLoop(AgentLoopBase):
         """(reward, verifier_ok). A verifier that raises or exceeds the timeout scores 0."""
         call = lambda: self.verifier(data_source, text, ground_truth, extra_info)  # noqa: E731
         try:
-            result = await asyncio.wait_for(self.loop.run_in_executor(_VERIFIER_POOL, call), self.verifier_timeout)
+            result = await asyncio.wait_for(_in_own_thread(asyncio.get_running_loop(), call), self.verifier_timeout)
         except Exception as error:  # noqa: BLE001  (any verifier failure must not crash the rollout)
             logger.warning("verifier failed (%s: %s); scoring 0", type(error).__name__, error)
             return 0.0, False

@@ -1,0 +1,134 @@
+"""DRIFT end to end on the real stack: phases 1-3, store reuse across a beta sweep, resume after a kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from transformers import AutoTokenizer
+
+from tests.conftest import FIXTURES, read_metrics, run_job, tail
+from tests.fixtures.chaos_verifier import expected_reward
+
+pytestmark = pytest.mark.e2e
+
+N, PROMPTS = 4, 64
+DRIFT = [
+    "-m", "drift_verl.main", "recipe=drift", "platform=cpu",
+    f"reward.custom_reward_function.path={FIXTURES / 'chaos_verifier.py'}",
+    "drift.env.verifier_timeout_s=0.5",
+    "trainer.logger=[console,file]",
+]
+
+
+def _store_rows(store_root: Path) -> tuple[Path, list[dict]]:
+    (store,) = [p for p in store_root.iterdir() if p.is_dir()]
+    rows = []
+    for shard in sorted(store.glob("shard-*.parquet")):
+        rows += pq.read_table(shard).to_pylist()
+    return store, rows
+
+
+@pytest.fixture(scope="module")
+def drift_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("drift")
+    proc, metrics = run_job([*DRIFT, f"drift.store_dir={workdir / 'store'}"], workdir)
+    assert proc.returncode == 0, tail(proc)
+    return workdir, proc, metrics
+
+
+def test_three_phases_complete(drift_run):
+    workdir, proc, metrics = drift_run
+    logged = {k for step in metrics.values() for k in step}
+    # phase 1, 2, 3 and validation, all through verl's tracker
+    assert {"drift/rollout/trajectories_per_s", "drift/reference/solved_within_5"} <= logged
+    assert {"drift/weights/ess_fraction_mean", "drift/weights/all_fail_group_share"} <= logged
+    steps_per_epoch = PROMPTS * N // (4 * N)
+    assert metrics[steps_per_epoch]["training/global_step"] == steps_per_epoch
+    assert all(metrics[s]["actor/grad_norm"] > 0 for s in range(1, steps_per_epoch + 1))
+    assert any(k.startswith("val-core/") for k in metrics[0]) and any(k.startswith("val-core/") for k in metrics[16])
+    assert metrics[0]["drift/rollout/verifier_failures"] > 0  # raised/hung verifiers counted, run went on
+    assert "DRIFT finished" in proc.stdout + proc.stderr
+    plots = workdir / "checkpoints" / "drift_verl" / "drift_tiny" / "plots"
+    assert (plots / "round0_weights.png").stat().st_size > 0
+    assert (plots / "round0_reference_by_turn.png").stat().st_size > 0
+
+
+def test_feedback_loop_records_turns_masks_and_stops_at_first_correct(drift_run, tiny_model_path):
+    workdir, _, _ = drift_run
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    _, rows = _store_rows(workdir / "store")
+    assert len(rows) == PROMPTS * N
+    feedback = tokenizer("<|im_start|>user\nIncorrect. Please think again.<|im_end|>")["input_ids"]
+    multi_turn = 0
+    for row in rows:
+        response, mask, spans = row["response_ids"], row["response_mask"], row["turn_spans"]
+        assert len(spans) == len(row["turn_rewards"]) == len(row["answers"])
+        texts = [tokenizer.decode(response[s:e], skip_special_tokens=True) for s, e in spans]
+        # the verifier's verdict per turn (raise / hang -> 0), as the agent loop recorded it
+        assert row["turn_rewards"] == [expected_reward(t) for t in texts]
+        # stops at the first correct answer; every earlier turn was wrong
+        solved = [i for i, r in enumerate(row["turn_rewards"]) if r == 1.0]
+        assert row["t_star"] == (solved[0] + 1 if solved else 0)
+        assert not solved or solved[0] == len(spans) - 1
+        # only assistant tokens are trainable; the gaps between turns are the feedback message
+        assert sum(mask) == sum(e - s for s, e in spans) and all(all(mask[s:e]) for s, e in spans)
+        for (_, end), (start, _) in zip(spans, spans[1:]):
+            gap = response[end:start]
+            assert not any(mask[end:start]) and any(gap[i:i + len(feedback)] == feedback for i in range(len(gap)))
+        multi_turn += len(spans) > 1
+    assert multi_turn > 0
+
+
+def test_store_is_reused_by_a_beta_sweep(drift_run, tmp_path):
+    workdir, _, first = drift_run
+    store, rows_before = _store_rows(workdir / "store")
+    stamps = {p: p.stat().st_mtime_ns for p in store.glob("shard-*.parquet")}
+    proc, metrics = run_job(
+        [*DRIFT, f"drift.store_dir={workdir / 'store'}", "drift.beta=0.5", "trainer.val_before_train=false",
+         "trainer.test_freq=-1"],
+        tmp_path,
+    )
+    assert proc.returncode == 0, tail(proc)
+    step0 = metrics[0]
+    assert step0["drift/rollout/new_trajectories"] == 0 and step0["drift/rollout/reused_shards"] == 4
+    assert {p: p.stat().st_mtime_ns for p in store.glob("shard-*.parquet")} == stamps
+    # a different beta gives different weights from the same trajectories
+    assert step0["drift/weights/max"] != first[0]["drift/weights/max"]
+
+
+def test_killed_rollout_resumes_without_loss_or_duplication(tmp_path):
+    store_root = tmp_path / "store"
+    argv = [*DRIFT, f"drift.store_dir={store_root}", "drift.max_prompts=32", "drift.prompts_per_shard=4",
+            "trainer.val_before_train=false", "trainer.test_freq=-1"]
+    env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(tmp_path / "killed.jsonl"))
+    job = subprocess.Popen([sys.executable, *argv], cwd=tmp_path, env=env, start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    try:
+        while time.time() < deadline and len(list(store_root.glob("*/shard-*.parquet"))) < 2:
+            assert job.poll() is None, "run ended before it could be killed"
+            time.sleep(0.5)
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+        subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True)
+    store, before = _store_rows(store_root)
+    kept = {p: p.read_bytes() for p in store.glob("shard-*.parquet")}
+    assert 2 <= len(kept) < 8, "the kill should land mid-rollout"
+
+    proc, metrics = run_job(argv, tmp_path)
+    assert proc.returncode == 0, tail(proc)
+    _, rows = _store_rows(store_root)
+    assert metrics[0]["drift/rollout/reused_shards"] == len(kept)
+    assert metrics[0]["drift/rollout/new_trajectories"] == (32 - 4 * len(kept)) * N
+    assert all(p.read_bytes() == data for p, data in kept.items())  # finished shards untouched
+    ids = [(row["prompt_id"], row["sample"]) for row in rows]
+    assert len(ids) == len(set(ids)) == 32 * N  # nothing lost, nothing duplicated
+    assert sorted({row["prompt_id"] for row in rows}) == sorted(f"train-{i}" for i in range(32))
+    assert not list(store.glob("*.tmp"))
