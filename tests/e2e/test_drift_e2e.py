@@ -132,3 +132,22 @@ def test_killed_rollout_resumes_without_loss_or_duplication(tmp_path):
     assert len(ids) == len(set(ids)) == 32 * N  # nothing lost, nothing duplicated
     assert sorted({row["prompt_id"] for row in rows}) == sorted(f"train-{i}" for i in range(32))
     assert not list(store.glob("*.tmp"))
+
+
+def test_iterative_rounds_use_the_updated_policy_as_reference(tmp_path):
+    proc, metrics = run_job(
+        [*DRIFT, f"drift.store_dir={tmp_path / 'store'}", "drift.rounds=2", "drift.max_prompts=16",
+         "trainer.val_before_train=false"],
+        tmp_path,
+    )
+    assert proc.returncode == 0, tail(proc)
+    steps_per_round = 16 * N // (4 * N)
+    manifests = [json.loads(p.read_text()) for p in (tmp_path / "store").glob("*/manifest.json")]
+    rounds = sorted(m["spec"]["round"] for m in manifests)
+    assert rounds == [0, 1]
+    second = next(m for m in manifests if m["spec"]["round"] == 1)
+    assert second["spec"]["reference"]["step"] == steps_per_round  # the policy that ended round 0
+    checkpoints = tmp_path / "checkpoints" / "drift_verl" / "drift_tiny"
+    assert (checkpoints / f"global_step_{steps_per_round}").is_dir()
+    assert (checkpoints / f"global_step_{2 * steps_per_round}").is_dir()
+    assert metrics[steps_per_round]["drift/rollout/new_trajectories"] == 16 * N  # round 1 rolled out anew

@@ -38,6 +38,9 @@ def test_grpo_trains_and_vllm_serves_updated_weights(tmp_path, tiny_model_path):
     assert proc.returncode == 0, tail(proc)
     assert sorted(metrics) == [1, 2, 3]
     assert all(metrics[s]["actor/grad_norm"] > 0 for s in metrics)
+    # the shared feedback agent loop: the digit reward is never "correct", so the environment answers and
+    # the model tries again (num_turns counts user + assistant messages)
+    assert metrics[1]["num_turns/max"] > 2
     # Steps 2 and 3 generate with the weights pushed after the previous update: vLLM's and the actor's
     # token probabilities must agree (stale weights after an lr=1e-2 step differ by orders of magnitude more).
     for step in (2, 3):
