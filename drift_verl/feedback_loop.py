@@ -99,8 +99,6 @@ class FeedbackAgentLoop(AgentLoopBase):
         request_id = uuid4().hex
         for turn in range(1, self.max_turns + 1):
             budget = self.response_length - len(response_mask)
-            if budget <= 0:
-                break
             params = dict(sampling_params, max_tokens=min(budget, self.turn_max_tokens or budget))
             output = await self.server_manager.generate(request_id=request_id, prompt_ids=tokens, sampling_params=params)
             for key, value in (output.extra_fields or {}).items():  # min/max_global_steps etc.: the trainer needs them
@@ -125,11 +123,13 @@ class FeedbackAgentLoop(AgentLoopBase):
                 "role": "user",
                 "content": feedback_message(self.prompt_mode, self.feedback, turn, self.max_turns, answer),
             }
-            merge, response_mask, logprobs = await self.ct_merge_context_msg(
+            merge, mask_with_feedback, logprobs_with_feedback = await self.ct_merge_context_msg(
                 messages, messages + [feedback], tokens, response_mask, logprobs or None
             )
+            if len(mask_with_feedback) >= self.response_length:
+                break  # no room left for another answer: end without a dangling feedback message
             messages.append(feedback)
-            tokens = merge.token_ids
+            tokens, response_mask, logprobs = merge.token_ids, mask_with_feedback, logprobs_with_feedback or []
 
         solved_at = next((t + 1 for t, r in enumerate(turn_rewards) if r >= 1.0), 0)
         given = [a for a in answers if a is not None]

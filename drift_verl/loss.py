@@ -27,7 +27,7 @@ def weighted_nll_loss(
 
     batch_info = dict(config.global_batch_info) if config is not None else {}
     mask = response_mask.to(log_prob.dtype)
-    # per-trajectory weight mean over the batch, and the NLL itself, for the logs
+    # the unweighted NLL of the trained tokens, for the logs
     nll = agg_loss(loss_mat=-log_prob.detach(), loss_mask=mask, loss_agg_mode="seq-mean-token-mean")
     loss = agg_loss(
         loss_mat=-advantages * log_prob, loss_mask=mask, loss_agg_mode="seq-mean-token-mean", **batch_info

@@ -88,6 +88,10 @@ class DriftTrainer(PPOTrainerSync):
             )
         return steps
 
+    def _round_start(self, round_index: int) -> int:
+        """Global step at which a round's weighted-SFT phase begins (rounds have equal step counts)."""
+        return round_index * self._steps_per_epoch() * int(self.drift.epochs)
+
     def _run_dir(self) -> Path:
         path = Path(self.config.trainer.default_local_dir)
         path.mkdir(parents=True, exist_ok=True)
@@ -96,6 +100,8 @@ class DriftTrainer(PPOTrainerSync):
     def _store(self, round_index: int) -> TrajectoryStore:
         """The round's store; its fingerprint covers everything that shapes the rollouts, not beta/gamma."""
         rollout = self.config.actor_rollout_ref.rollout
+        train_files = self.config.data.train_files
+        train_files = [train_files] if isinstance(train_files, str) else list(train_files)
         if round_index == 0:
             reference = file_identity(self.config.actor_rollout_ref.model.path)
         else:  # the policy that ended the previous round, identified by its checkpoint
@@ -103,9 +109,7 @@ class DriftTrainer(PPOTrainerSync):
         spec = {
             "reference": reference,
             "model": self.config.actor_rollout_ref.model.path,
-            "data": {str(f): file_identity(str(f)) for f in OmegaConf.to_container(self.config.data.train_files)}
-            if not isinstance(self.config.data.train_files, str)
-            else {self.config.data.train_files: file_identity(self.config.data.train_files)},
+            "data": {str(f): file_identity(str(f)) for f in train_files},
             "n": rollout.n,
             "sampling": {k: rollout.get(k) for k in ("temperature", "top_p", "top_k")},
             "lengths": [self.config.data.max_prompt_length, self.config.data.max_response_length],
@@ -161,12 +165,21 @@ class DriftTrainer(PPOTrainerSync):
                 }
             )
             samples[uid] += 1
-        rows.sort(key=lambda row: (row.pop("index"), row["sample"]))  # store order: prompt, then sample
+        rows.sort(key=lambda row: (row["index"], row["sample"]))  # store order: prompt, then sample
+        for row in rows:
+            del row["index"]
         return rows, tokens
 
     def _phase_rollouts(self, round_index: int) -> TrajectoryStore:
         store = self._store(round_index)
         missing = store.missing_shards()
+        round_start = self._round_start(round_index)
+        if missing and self.global_steps != round_start:
+            raise RuntimeError(
+                f"{store.dir}: {len(missing)} shard(s) missing, but round {round_index} already trained up to step "
+                f"{self.global_steps}, so its reference policy is no longer loaded. Restore the store, or restart "
+                f"the round from checkpoint global_step_{round_start} (trainer.resume_from_path)."
+            )
         start, trajectories, tokens = time.time(), 0, 0
         with tqdm(total=store.num_shards, initial=store.num_shards - len(missing),
                   desc=f"DRIFT round {round_index} phase 1: rollouts (shards)") as bar:
@@ -268,7 +281,7 @@ class DriftTrainer(PPOTrainerSync):
     def _phase_update(self, store: TrajectoryStore, weights: np.ndarray, round_index: int) -> None:
         start = time.time()
         steps_per_epoch = self._steps_per_epoch()
-        round_start = round_index * steps_per_epoch * int(self.drift.epochs)
+        round_start = self._round_start(round_index)
         sizes = store.shard_sizes()
         offsets = np.concatenate([[0], np.cumsum(sizes)])
         cache: dict[int, list[dict]] = {}
@@ -322,18 +335,17 @@ class DriftTrainer(PPOTrainerSync):
         self.phase_times: dict[str, float] = {}
         self.validation_history: list[tuple[int, dict]] = []
         self.reference_metrics: dict = {}
-        steps_per_round = self._steps_per_epoch() * int(self.drift.epochs)
-        rounds = int(self.drift.rounds)
+        store = None  # stays None when a resumed run had already finished every round
         if self.global_steps == 0 and self.config.trainer.get("val_before_train", True):
             self.logger.log(data=self._validate_current(), step=0)
-        for round_index in range(self.global_steps // steps_per_round, rounds):
+        for round_index in range(self.global_steps // self._round_start(1), int(self.drift.rounds)):
             # the replicas now hold the current policy: this round's frozen reference
             self.checkpoint_manager.update_weights(self.global_steps)
             store = self._phase_rollouts(round_index)
             weights = self._phase_weights(store, round_index)
             self._phase_update(store, weights, round_index)
         self._shutdown_dump_executor()
-        self._summary(store if rounds else None)
+        self._summary(store)
 
     def _summary(self, store) -> None:
         lines = ["", "=" * 72, "DRIFT finished"]

@@ -102,22 +102,27 @@ def test_store_is_reused_by_a_beta_sweep(drift_run, tmp_path):
     assert step0["drift/weights/max"] != first[0]["drift/weights/max"]
 
 
-def test_killed_rollout_resumes_without_loss_or_duplication(tmp_path):
-    store_root = tmp_path / "store"
-    argv = [*DRIFT, f"drift.store_dir={store_root}", "drift.max_prompts=32", "drift.prompts_per_shard=4",
-            "trainer.val_before_train=false", "trainer.test_freq=-1"]
-    env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(tmp_path / "killed.jsonl"))
-    job = subprocess.Popen([sys.executable, *argv], cwd=tmp_path, env=env, start_new_session=True,
+def _kill_when(argv: list[str], workdir: Path, ready) -> None:
+    """Start a run and SIGKILL it (driver, Ray and vLLM processes) as soon as ``ready()`` holds."""
+    env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(workdir / "killed.jsonl"))
+    job = subprocess.Popen([sys.executable, *argv], cwd=workdir, env=env, start_new_session=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     try:
-        while time.time() < deadline and len(list(store_root.glob("*/shard-*.parquet"))) < 2:
+        while time.time() < deadline and not ready():
             assert job.poll() is None, "run ended before it could be killed"
             time.sleep(0.5)
     finally:
         os.killpg(job.pid, signal.SIGKILL)
         job.wait()
         subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True)
+
+
+def test_killed_rollout_resumes_without_loss_or_duplication(tmp_path):
+    store_root = tmp_path / "store"
+    argv = [*DRIFT, f"drift.store_dir={store_root}", "drift.max_prompts=32", "drift.prompts_per_shard=4",
+            "trainer.val_before_train=false", "trainer.test_freq=-1"]
+    _kill_when(argv, tmp_path, lambda: len(list(store_root.glob("*/shard-*.parquet"))) >= 2)
     store, before = _store_rows(store_root)
     kept = {p: p.read_bytes() for p in store.glob("shard-*.parquet")}
     assert 2 <= len(kept) < 8, "the kill should land mid-rollout"
@@ -151,3 +156,18 @@ def test_iterative_rounds_use_the_updated_policy_as_reference(tmp_path):
     assert (checkpoints / f"global_step_{steps_per_round}").is_dir()
     assert (checkpoints / f"global_step_{2 * steps_per_round}").is_dir()
     assert metrics[steps_per_round]["drift/rollout/new_trajectories"] == 16 * N  # round 1 rolled out anew
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(tmp_path):
+    checkpoints = tmp_path / "checkpoints" / "drift_verl" / "drift_tiny"
+    argv = [*DRIFT, f"drift.store_dir={tmp_path / 'store'}", "drift.max_prompts=32", "trainer.save_freq=4",
+            "trainer.val_before_train=false", "trainer.test_freq=-1"]
+    _kill_when(argv, tmp_path, lambda: (checkpoints / "latest_checkpointed_iteration.txt").exists())
+    assert (checkpoints / "latest_checkpointed_iteration.txt").read_text().strip() == "4"
+
+    proc, metrics = run_job(argv, tmp_path)
+    assert proc.returncode == 0, tail(proc)
+    # the store was complete and the round had started: no new rollouts, training goes on at step 5
+    assert metrics[4]["drift/rollout/new_trajectories"] == 0
+    assert sorted(s for s in metrics if "actor/grad_norm" in metrics[s]) == [5, 6, 7, 8]
+    assert (checkpoints / "global_step_8").is_dir()
