@@ -18,11 +18,10 @@ def _pyplot():
 
 def weight_plots(weights: np.ndarray, groups: np.ndarray, path: Path) -> Path:
     """Histogram of the weights and of the per-group effective sample size fraction."""
+    from drift_verl.weights import group_ess_fraction
+
     plt = _pyplot()
-    counts = np.bincount(groups)
-    present = counts > 0
-    sum_w = np.bincount(groups, weights=weights)[present]
-    ess_fraction = sum_w**2 / np.maximum(np.bincount(groups, weights=weights**2)[present], 1e-300) / counts[present]
+    ess_fraction = group_ess_fraction(weights, groups)
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.hist(weights, bins=40, color="tab:blue")
     left.set(title="trajectory weights w = exp(R/beta) / group mean", xlabel="weight", ylabel="trajectories")

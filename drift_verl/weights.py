@@ -104,6 +104,16 @@ def group_codes(prompt_ids: Sequence) -> np.ndarray:
     return codes
 
 
+def group_ess_fraction(weights: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Per non-empty group, ``(sum w)^2 / sum w^2 / n``: 1 for uniform weights, ``1/n`` for one dominant."""
+    weights = np.asarray(weights, dtype=np.float64)
+    counts = np.bincount(groups)
+    present = counts > 0
+    sum_w = np.bincount(groups, weights=weights)[present]
+    sum_w2 = np.bincount(groups, weights=weights**2)[present]
+    return sum_w**2 / np.maximum(sum_w2, 1e-300) / counts[present]
+
+
 def diagnostics(
     weights: np.ndarray, groups: np.ndarray, solved: np.ndarray | None = None, bins: int = 20
 ) -> dict[str, float | list]:
@@ -114,10 +124,8 @@ def diagnostics(
     groups = np.asarray(groups)
     counts = np.bincount(groups)
     present = counts > 0
-    sum_w = np.bincount(groups, weights=weights)[present]
-    sum_w2 = np.bincount(groups, weights=weights**2)[present]
-    ess = sum_w**2 / np.maximum(sum_w2, 1e-300)
-    ess_fraction = ess / counts[present]
+    ess_fraction = group_ess_fraction(weights, groups)
+    ess = ess_fraction * counts[present]
     hist, edges = np.histogram(weights, bins=bins)
     result = {
         "weights/ess_fraction_mean": float(ess_fraction.mean()),
