@@ -9,12 +9,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import random
 from contextlib import contextmanager
 from pathlib import Path
 
-ASSET_VERSION = "v1"
-SYSTEM_PROMPT = "You are a careful assistant. Put your final answer in <answer></answer> tags."
+from drift_verl import tiny_task
+
+ASSET_VERSION = "v3"
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
@@ -38,33 +38,6 @@ def _locked(path: Path):
 
 
 
-def tiny_task_rows(n: int, seed: int, split: str) -> list[dict]:
-    """Addition problems in verl's RL parquet schema (chat ``prompt``, ``reward_model.ground_truth``)."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        a, b = rng.randint(0, 20), rng.randint(0, 20)
-        rows.append(
-            {
-                "data_source": "drift_tiny_add",
-                "prompt": [
-                    {"role": "system", "content": SYSTEM_PROMPT},
-                    {"role": "user", "content": f"What is {a} + {b}?"},
-                ],
-                "ability": "math",
-                "reward_model": {"style": "rule", "ground_truth": str(a + b)},
-                "extra_info": {"split": split, "index": i, "prompt_id": f"{split}-{i}"},
-            }
-        )
-    return rows
-
-
-def _corpus() -> list[str]:
-    texts = [f"What is {a} + {b}? <answer>{a + b}</answer>" for a in range(21) for b in range(21)]
-    texts += [SYSTEM_PROMPT, "Incorrect. Please think again.", "user assistant system Turn State Reward"]
-    return texts
-
-
 def build_tokenizer(out: Path, vocab_size: int = 512):
     """A byte-level BPE trained on the task's own text, with a Qwen-style chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -78,10 +51,12 @@ def build_tokenizer(out: Path, vocab_size: int = 512):
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
+    tok.train_from_iterator(tiny_task.tokenizer_corpus(), trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None
     )
+    # whole numbers and the answer tags as single tokens: a digit-by-digit sum is far harder for a tiny model
+    fast.add_tokens(["<answer>", "</answer>", *(str(n) for n in range(2 * tiny_task.MAX_OPERAND + 1))])
     fast.chat_template = CHAT_TEMPLATE
     fast.save_pretrained(out)
     return fast
@@ -122,27 +97,36 @@ def tiny_model() -> str:
     return str(final)
 
 
-def _task_file(split: str, n: int, seed: int) -> str:
+def _task_file(split: str, rows) -> str:
     import pandas as pd
 
     final = cache_root() / "tiny_task" / f"{split}.parquet"
     with _locked(final):
         if not final.exists():
             tmp = final.with_suffix(".tmp.parquet")
-            pd.DataFrame(tiny_task_rows(n, seed, split)).to_parquet(tmp)
+            pd.DataFrame(rows()).to_parquet(tmp)
             os.replace(tmp, final)
     return str(final)
 
 
+NUM_VAL, NUM_TRAIN = 16, 64
+
+
 def tiny_train() -> str:
-    return _task_file("train", n=64, seed=1)
+    return _task_file("train", lambda: tiny_task.task_rows(tiny_task.split_pairs(NUM_VAL)[0][:NUM_TRAIN], "train"))
 
 
 def tiny_val() -> str:
-    return _task_file("val", n=16, seed=2)
+    return _task_file("val", lambda: tiny_task.task_rows(tiny_task.split_pairs(NUM_VAL)[1], "val"))
 
 
-ASSETS = {"tiny_model": tiny_model, "tiny_train": tiny_train, "tiny_val": tiny_val}
+def tiny_reference() -> str:
+    from drift_verl.reference import build_reference
+
+    return build_reference(cache_root() / "tiny_reference", tiny_model())
+
+
+ASSETS = {"tiny_model": tiny_model, "tiny_train": tiny_train, "tiny_val": tiny_val, "tiny_reference": tiny_reference}
 
 
 def resolve(name: str) -> str:

@@ -7,6 +7,7 @@ trained tokens as ``advantages``.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 TRAIN_TURNS = ("last", "all")
@@ -28,25 +29,36 @@ def trained_mask(row: dict, response_len: int, train_turns: str) -> list[int]:
 
 def padded_batch(rows: list[dict], weights, max_prompt_len: int, max_response_len: int, pad_id: int,
                  train_turns: str = "last") -> dict[str, torch.Tensor]:
-    """Left-padded prompts, right-padded responses, and the fields verl's ``ppo_loss`` reads."""
+    """Left-padded prompts, right-padded responses, and the fields verl's ``ppo_loss`` reads.
+
+    Filled as numpy arrays, one copy per row and field (this runs once per mini-batch of DRIFT's update); the
+    trained tokens are those of :func:`trained_mask`."""
+    if train_turns not in TRAIN_TURNS:
+        raise ValueError(f"drift.train_turns must be one of {TRAIN_TURNS}, got {train_turns!r}")
     size = len(rows)
-    prompts = torch.full((size, max_prompt_len), pad_id, dtype=torch.long)
-    responses = torch.full((size, max_response_len), pad_id, dtype=torch.long)
-    prompt_attn = torch.zeros((size, max_prompt_len), dtype=torch.long)
-    response_attn = torch.zeros((size, max_response_len), dtype=torch.long)
-    mask = torch.zeros((size, max_response_len), dtype=torch.long)
+    prompts = np.full((size, max_prompt_len), pad_id, dtype=np.int64)
+    responses = np.full((size, max_response_len), pad_id, dtype=np.int64)
+    mask = np.zeros((size, max_response_len), dtype=np.int64)
+    prompt_lens = np.zeros(size, dtype=np.int64)
+    response_lens = np.zeros(size, dtype=np.int64)
     for i, row in enumerate(rows):
         prompt = row["prompt_ids"][-max_prompt_len:]
         response = row["response_ids"][:max_response_len]
-        if prompt:
-            prompts[i, -len(prompt):] = torch.tensor(prompt)
-            prompt_attn[i, -len(prompt):] = 1
-        responses[i, : len(response)] = torch.tensor(response, dtype=torch.long)
-        response_attn[i, : len(response)] = 1
-        mask[i, : len(response)] = torch.tensor(trained_mask(row, len(response), train_turns), dtype=torch.long)
-    attention_mask = torch.cat([prompt_attn, response_attn], dim=1)
+        prompt_lens[i], response_lens[i] = len(prompt), len(response)
+        prompts[i, max_prompt_len - len(prompt):] = prompt
+        responses[i, : len(response)] = response
+        if train_turns == "all":
+            mask[i, : len(response)] = row["response_mask"][: len(response)]
+        elif row["turn_spans"]:
+            start, end = row["turn_spans"][-1]
+            mask[i, start:min(end, len(response))] = 1
+    prompt_attn = np.arange(max_prompt_len) >= (max_prompt_len - prompt_lens)[:, None]
+    response_attn = np.arange(max_response_len) < response_lens[:, None]
+    attention_mask = torch.from_numpy(np.concatenate([prompt_attn, response_attn], axis=1).astype(np.int64))
     position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
-    weight = torch.as_tensor(weights, dtype=torch.float32).unsqueeze(1)
+    weight = torch.as_tensor(np.asarray(weights, dtype=np.float32)).unsqueeze(1)
+    mask = torch.from_numpy(mask)
+    prompts, responses = torch.from_numpy(prompts), torch.from_numpy(responses)
     return {
         "prompts": prompts,
         "responses": responses,

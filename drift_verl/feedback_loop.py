@@ -20,6 +20,7 @@ from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutp
 from verl.trainer.ppo.reward import get_custom_reward_fn
 
 from drift_verl.answers import get_parser, normalize
+from drift_verl.metrics import trajectory_info
 from drift_verl.weights import FORMAT_PENALTY, trajectory_return
 
 logger = logging.getLogger(__name__)
@@ -146,13 +147,11 @@ class FeedbackAgentLoop(AgentLoopBase):
             "format_penalty": format_penalty,
             "verifier_failures": verifier_failures,
             "messages": json.dumps(messages),
-            # logged by verl's validation per data source ("acc" becomes its core metric)
-            "reward_extra_info": {
-                "acc": float(solved_at > 0),
-                "first_turn_acc": float(solved_at == 1),
-                "solved_turn": float(solved_at),
-                "assistant_turns": float(len(turn_rewards)),
-            },
+            # averaged by verl's validation per data source ("acc", solved within T, becomes its core metric) and
+            # written per trajectory to its dump (trainer.validation_data_dir), which drift_verl.eval reads; verl
+            # skips strings when averaging, so data_source only labels the dumped rows
+            "reward_extra_info": {**trajectory_info(turn_rewards, answers, self.max_turns),
+                                  "data_source": str(data_source)},
         }
         return AgentLoopOutput(
             prompt_ids=list(prompt_ids),

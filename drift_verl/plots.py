@@ -16,6 +16,14 @@ def _pyplot():
     return plt
 
 
+def _save(plt, figure, path: Path) -> Path:
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
 def weight_plots(weights: np.ndarray, groups: np.ndarray, path: Path) -> Path:
     """Histogram of the weights and of the per-group effective sample size fraction."""
     from drift_verl.weights import group_ess_fraction
@@ -28,11 +36,7 @@ def weight_plots(weights: np.ndarray, groups: np.ndarray, path: Path) -> Path:
     left.set_yscale("log")
     right.hist(ess_fraction, bins=20, range=(0, 1), color="tab:orange")
     right.set(title="effective sample size per group", xlabel="ESS / group size", ylabel="groups")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, path)
 
 
 def turn_plot(metrics: dict, max_turns: int, path: Path, label: str = "reference policy") -> Path:
@@ -46,8 +50,20 @@ def turn_plot(metrics: dict, max_turns: int, path: Path, label: str = "reference
     axis.set(title=f"{label}: accuracy by turn", xlabel="turn", ylabel="share of trajectories", ylim=(0, 1))
     axis.set_xticks(turns)
     axis.legend()
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, path)
+
+
+def benchmark_turn_plot(results: dict[str, dict], max_turns: int, path: Path, title: str = "accuracy by turn") -> Path:
+    """Per benchmark (``{name: multi_turn_metrics}``): solved within k turns (left) and correct at turn t (right)."""
+    plt = _pyplot()
+    turns = np.arange(1, max_turns + 1)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, metrics in results.items():
+        left.plot(turns, [metrics.get(f"solved_within_{k}", 0.0) for k in turns], "o-", label=name)
+        right.plot(turns, [metrics.get(f"acc_at_turn_{k}", 0.0) for k in turns], "s--", label=name)
+    left.set(title=f"{title}: solved within k turns", xlabel="k", ylabel="share of trajectories", ylim=(0, 1))
+    right.set(title="correct at turn t", xlabel="turn t", ylabel="share of trajectories", ylim=(0, 1))
+    for axis in (left, right):
+        axis.set_xticks(turns)
+        axis.legend(fontsize="small")
+    return _save(plt, figure, path)

@@ -12,12 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 SCHEMA = pa.schema(
@@ -92,33 +95,101 @@ class TrajectoryStore:
         return not self.missing_shards()
 
     def write_shard(self, index: int, rows: list[dict]) -> None:
-        table = pa.Table.from_pylist(rows, schema=SCHEMA)
+        self.write_table(index, pa.Table.from_pylist(rows, schema=SCHEMA))
+
+    def write_table(self, index: int, table: pa.Table) -> None:
+        """Write one shard atomically (a temporary file renamed into place)."""
+        if table.schema != SCHEMA:
+            raise ValueError(f"shard {index}: schema differs from the store's:\n{table.schema}")
         tmp = self.shard_path(index).with_suffix(".tmp")
         pq.write_table(table, tmp)
         os.replace(tmp, self.shard_path(index))
 
     def read_shard(self, index: int, columns: list[str] | None = None) -> pa.Table:
-        return pq.read_table(self.shard_path(index), columns=columns)
+        with pq.ParquetFile(self.shard_path(index)) as shard:  # lighter than pq.read_table for one file
+            return shard.read(columns=columns)
 
     def shard_sizes(self) -> list[int]:
         return [pq.ParquetFile(self.shard_path(i)).metadata.num_rows for i in range(self.num_shards)]
 
-    def iter_columns(self, columns: list[str]) -> Iterator[pa.Table]:
-        """Stream the store shard by shard (never the whole store in memory)."""
-        for index in range(self.num_shards):
-            yield self.read_shard(index, columns)
+    def iter_columns(self, columns: list[str], prefetch: int = 4) -> Iterator[pa.Table]:
+        """Stream the store shard by shard, in order (never the whole store in memory); up to ``prefetch``
+        shards are read ahead in threads, which hides most of the per-file cost of many small shards."""
+        with ThreadPoolExecutor(max_workers=max(1, prefetch)) as pool:
+            ahead: deque[Future] = deque()
+            for index in range(self.num_shards):
+                ahead.append(pool.submit(self.read_shard, index, columns))
+                if len(ahead) > prefetch:
+                    yield ahead.popleft().result()
+            while ahead:
+                yield ahead.popleft().result()
+
+
+WEIGHT_COLUMNS = ["prompt_id", "turn_rewards", "answers", "format_penalty", "t_star"]
+WEIGHT_BATCH_ROWS = 1 << 16  # shards are read one by one and computed on in batches of about this many rows
+
+
+def _list_layout(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """An Arrow list column as (flat values, length per row); a null list counts as empty."""
+    lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy().astype(np.int64)
+    return column.flatten(), lengths
+
+
+def _batch_returns(table: pa.Table, gamma: float, repetition_coef: float):
+    """(returns, prompt-id codes into the batch's own dictionary, that dictionary, solved) of one batch."""
+    from drift_verl.weights import trajectory_returns
+
+    column = {name: table.column(name).combine_chunks() for name in WEIGHT_COLUMNS}
+    for name in ("prompt_id", "format_penalty"):
+        if column[name].null_count:
+            raise ValueError(f"trajectory store: null {name!r} in a stored trajectory")
+    rewards, reward_lengths = _list_layout(column["turn_rewards"])
+    if rewards.null_count:
+        raise ValueError("trajectory store: null turn reward in a stored trajectory")
+    answers, answer_lengths = _list_layout(column["answers"])
+    # equal answers get equal codes (exact, no hashing); a turn with no parseable answer gets -1
+    answer_codes = pc.fill_null(pc.dictionary_encode(answers).indices, -1).to_numpy()
+    returns = trajectory_returns(rewards.to_numpy(), reward_lengths, column["format_penalty"].to_numpy(),
+                                 answer_codes, answer_lengths, gamma, repetition_coef)
+    prompts = pc.dictionary_encode(column["prompt_id"])
+    solved = pc.fill_null(pc.greater(column["t_star"], 0), False).to_numpy(zero_copy_only=False)
+    return returns, prompts.indices.to_numpy(), prompts.dictionary, solved
 
 
 def returns_and_groups(store: TrajectoryStore, gamma: float, repetition_coef: float):
-    """Phase 2 input, streamed: (returns, prompt ids, solved) as flat arrays in store order."""
-    from drift_verl.weights import trajectory_return
+    """Phase 2 input, streamed and vectorised: ``(returns, groups, solved)`` as flat arrays in store order.
 
-    returns, prompt_ids, solved = [], [], []
-    columns = ["prompt_id", "turn_rewards", "answers", "format_penalty", "t_star"]
-    for table in store.iter_columns(columns):
-        for row in table.to_pylist():
-            given = [a for a in row["answers"] if a is not None]
-            returns.append(trajectory_return(row["turn_rewards"], row["format_penalty"], given, gamma, repetition_coef))
-            prompt_ids.append(row["prompt_id"])
-            solved.append(row["t_star"] > 0)
-    return np.array(returns), prompt_ids, np.array(solved)
+    ``returns`` is float64 (:func:`drift_verl.weights.trajectory_return` of each trajectory); ``groups`` is one
+    integer per trajectory, the same for trajectories with the same ``prompt_id`` (anywhere in the store), dense
+    (``0 .. groups-1`` in order of first appearance), so :func:`drift_verl.weights.group_codes` keeps it as is;
+    ``solved`` is bool (``t_star > 0``). Only the small columns are read, shard by shard; memory is O(rows)
+    numbers plus one string per distinct prompt.
+    """
+    returns, local_codes, dictionaries, solved = [], [], [], []
+    pending: list[pa.Table] = []
+    pending_rows = num_names = 0
+
+    def flush():
+        nonlocal pending, pending_rows, num_names
+        batch_returns, codes, names, batch_solved = _batch_returns(pa.concat_tables(pending), gamma, repetition_coef)
+        returns.append(batch_returns)
+        local_codes.append(codes.astype(np.int64) + num_names)
+        dictionaries.append(names)
+        solved.append(batch_solved)
+        num_names += len(names)
+        pending, pending_rows = [], 0
+
+    for table in store.iter_columns(WEIGHT_COLUMNS):
+        pending.append(table)
+        pending_rows += table.num_rows
+        if pending_rows >= WEIGHT_BATCH_ROWS:
+            flush()
+    if pending_rows or not returns:
+        pending = pending or [SCHEMA.empty_table().select(WEIGHT_COLUMNS)]
+        flush()
+    # one code per distinct prompt id across batches (a prompt never spans shards, but ids may repeat)
+    to_group = pc.dictionary_encode(pa.concat_arrays(dictionaries)).indices.to_numpy().astype(np.intp)
+    groups = np.concatenate(local_codes)
+    del local_codes
+    groups = to_group[groups]
+    return np.concatenate(returns), groups, np.concatenate(solved)

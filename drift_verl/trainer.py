@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import torch
 import transfer_queue as tq
 from omegaconf import OmegaConf
@@ -37,9 +38,9 @@ from verl.workers.utils.padding import left_right_2_no_padding
 
 from drift_verl import plots
 from drift_verl.batch import padded_batch
-from drift_verl.metrics import multi_turn_metrics
+from drift_verl.metrics import multi_turn_metrics, validation_summary
 from drift_verl.store import TrajectoryStore, file_identity, returns_and_groups
-from drift_verl.weights import WeightConfig, diagnostics, group_codes, group_weights
+from drift_verl.weights import WeightConfig, diagnostics, group_codes, trajectory_weights
 
 TRAIN_COLUMNS = ["prompt_ids", "response_ids", "response_mask", "turn_spans"]
 
@@ -205,16 +206,22 @@ class DriftTrainer(PPOTrainerSync):
         return store
 
     def _rollout_quality(self, store: TrajectoryStore) -> dict:
-        rewards, answers, failures = [], [], 0
-        for table in store.iter_columns(["turn_rewards", "answers", "verifier_failures"]):
-            columns = table.to_pydict()
+        """The reference policy's multi-turn metrics and the store's size (what generating it cost)."""
+        rewards, answers, failures, generated, response = [], [], 0, 0, 0
+        for table in store.iter_columns(["turn_rewards", "answers", "verifier_failures", "response_mask"]):
+            columns = table.select(["turn_rewards", "answers", "verifier_failures"]).to_pydict()
             rewards += columns["turn_rewards"]
             answers += columns["answers"]
             failures += sum(columns["verifier_failures"])
+            mask = table.column("response_mask")
+            generated += pc.sum(pc.list_flatten(mask)).as_py() or 0
+            response += pc.sum(pc.list_value_length(mask)).as_py() or 0
         metrics = multi_turn_metrics(rewards, answers, int(self.drift.env.max_turns))
         self.reference_metrics = metrics
         result = {f"drift/reference/{k}": v for k, v in metrics.items()}
-        result["drift/rollout/verifier_failures"] = failures
+        result.update({"drift/rollout/verifier_failures": failures, "drift/rollout/trajectories": len(rewards),
+                       # assistant tokens; response tokens also count feedback, as verl's response_length does
+                       "drift/rollout/generated_tokens": generated, "drift/rollout/response_tokens": response})
         return result
 
     # ------------------------------------------------------------------ phase 2
@@ -226,10 +233,11 @@ class DriftTrainer(PPOTrainerSync):
             repetition_coef=float(self.drift.repetition_coef),
             normalization=str(self.drift.normalization),
             cap=self.drift.get("weight_cap"),
+            weighting=str(self.drift.get("weighting", "drift")),
         )
         returns, prompt_ids, solved = returns_and_groups(store, config.gamma, config.repetition_coef)
         groups = group_codes(prompt_ids)
-        weights = group_weights(returns, groups, config)
+        weights = trajectory_weights(returns, groups, solved, config)
         stats = diagnostics(weights, groups, solved)
         stats["weights/return_mean"] = float(returns.mean())
         histogram = stats.pop("weights/histogram")
@@ -299,10 +307,11 @@ class DriftTrainer(PPOTrainerSync):
                             cache.pop(next(iter(cache)))
                         cache[shard] = store.read_shard(shard, TRAIN_COLUMNS).to_pylist()
                     rows = [cache[s][r] for s, r in picks]
+                    step_start = time.time()
                     metrics = self._update(rows, weights[[offsets[s] + r for s, r in picks]])
                     self.global_steps += 1
                     metrics.update({"training/global_step": self.global_steps, "training/epoch": epoch,
-                                    "drift/round": round_index})
+                                    "drift/round": round_index, "drift/update/step_s": time.time() - step_start})
                     last = step == steps_per_epoch - 1 and epoch == int(self.drift.epochs) - 1
                     self._after_step(metrics, last)
                     bar.update(1)
@@ -352,11 +361,13 @@ class DriftTrainer(PPOTrainerSync):
         for name, seconds in self.phase_times.items():
             lines.append(f"  {name:<40s} {seconds:8.1f} s")
         if self.validation_history:
-            first, last = self.validation_history[0], self.validation_history[-1]
-            core = sorted(k for k in last[1] if k.startswith("val-core/") or "/acc/" in k)
-            for key in core:
-                lines.append(f"  {key}: step {first[0]} {first[1].get(key, float('nan')):.3f} -> "
-                             f"step {last[0]} {last[1][key]:.3f}")
+            (first_step, first), (last_step, last) = self.validation_history[0], self.validation_history[-1]
+            before, after = validation_summary(first), validation_summary(last)
+            for source, values in after.items():
+                lines.append(f"  validation {source}: step {first_step} -> step {last_step}")
+                shown = [n for n in values if n.startswith("solved_within_")] + ["non_repeat_ratio"]
+                for name, value in ((n, values[n]) for n in shown if n in values):
+                    lines.append(f"    {name:<24s} {before.get(source, {}).get(name, float('nan')):6.3f} -> {value:6.3f}")
         lines.append(f"  checkpoints: {self._run_dir().resolve()}")
         if store is not None:
             lines.append(f"  trajectory store: {store.dir.resolve()}")

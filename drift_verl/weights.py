@@ -26,6 +26,7 @@ import numpy as np
 
 FORMAT_PENALTY = -0.1  # added per turn with no parseable answer
 REPETITION_COEF = 0.5  # lambda
+WEIGHTINGS = ("drift", "uniform", "rejection")
 
 
 class WeightInputError(ValueError):
@@ -39,6 +40,7 @@ class WeightConfig:
     repetition_coef: float = REPETITION_COEF
     normalization: str = "group"  # "group" (paper) or "batch"
     cap: float | None = None  # clip weights at this value (after normalisation; not renormalised)
+    weighting: str = "drift"  # drift: exp(R/beta); baselines: uniform (offline SFT), rejection (successes only)
 
     def __post_init__(self):
         if not (isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta > 0):
@@ -49,6 +51,8 @@ class WeightConfig:
             raise WeightInputError(f"normalization must be 'group' or 'batch', got {self.normalization!r}")
         if self.cap is not None and not self.cap > 0:
             raise WeightInputError(f"cap must be > 0 or None, got {self.cap!r}")
+        if self.weighting not in WEIGHTINGS:
+            raise WeightInputError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
         if self.repetition_coef < 0:
             raise WeightInputError(f"repetition_coef must be >= 0, got {self.repetition_coef!r}")
 
@@ -77,29 +81,108 @@ def trajectory_return(
     return discounted_reward(turn_rewards, gamma) + format_penalty - repetition_penalty(answers, repetition_coef)
 
 
+# ---------------------------------------------------------------- the same, vectorised over many trajectories
+# Rows are given as flat values plus one length per row (an Arrow list column's layout). These must equal the
+# per-row functions above (tests/test_weights.py checks them against each other on random data).
+
+
+def _row_index(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For flat values laid out by ``lengths``: each value's row and its position within the row."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    rows = np.repeat(np.arange(lengths.size), lengths)
+    starts = np.cumsum(lengths) - lengths
+    return rows, np.arange(rows.size) - starts[rows]
+
+
+def discounted_rewards(rewards: np.ndarray, lengths: np.ndarray, gamma: float) -> np.ndarray:
+    """:func:`discounted_reward` of every row: ``rewards`` flat, row ``i`` holding ``lengths[i]`` turns."""
+    rows, turn = _row_index(lengths)
+    powers = np.array([gamma**t for t in range(int(turn.max(initial=-1)) + 1)], dtype=np.float64)
+    terms = np.asarray(rewards, dtype=np.float64) * powers[turn]
+    return np.bincount(rows, weights=terms, minlength=len(lengths))
+
+
+def repetition_penalties(codes: np.ndarray, lengths: np.ndarray, coef: float = REPETITION_COEF) -> np.ndarray:
+    """:func:`repetition_penalty` of every row. ``codes`` are the answers as integers (equal answers, equal
+    codes), flat, row ``i`` holding ``lengths[i]`` of them; a negative code is a turn with no answer (skipped)."""
+    codes = np.asarray(codes, dtype=np.int64)
+    rows, _ = _row_index(lengths)
+    given = codes >= 0
+    rows, codes = rows[given], codes[given]
+    num_rows = len(lengths)
+    answered = np.bincount(rows, minlength=num_rows)
+    span = int(codes.max(initial=0)) + 1
+    pairs = np.sort(rows * span + codes)  # (row, answer) pairs, equal ones adjacent
+    first = np.ones(pairs.size, dtype=bool)
+    np.not_equal(pairs[1:], pairs[:-1], out=first[1:])
+    distinct = np.bincount(pairs[first] // span, minlength=num_rows)
+    penalty = np.zeros(num_rows)
+    some = answered > 0
+    penalty[some] = coef * (1.0 - distinct[some] / answered[some])
+    return penalty
+
+
+def trajectory_returns(
+    rewards: np.ndarray,
+    reward_lengths: np.ndarray,
+    format_penalty: np.ndarray,
+    answer_codes: np.ndarray,
+    answer_lengths: np.ndarray,
+    gamma: float = 0.9,
+    repetition_coef: float = REPETITION_COEF,
+) -> np.ndarray:
+    """:func:`trajectory_return` of every row (float64), from flat rewards and answer codes (see above)."""
+    return (
+        discounted_rewards(rewards, reward_lengths, gamma)
+        + np.asarray(format_penalty, dtype=np.float64)
+        - repetition_penalties(answer_codes, answer_lengths, repetition_coef)
+    )
+
+
 def group_weights(returns: np.ndarray, groups: np.ndarray, config: WeightConfig) -> np.ndarray:
     """``exp(R/beta)`` normalised to mean 1 per group (or over the batch), computed with a max shift.
 
     ``groups`` holds integer group codes (see :func:`group_codes`).
     """
     returns = np.asarray(returns, dtype=np.float64)
-    groups = np.asarray(groups)
+    groups = np.asarray(groups, dtype=np.intp)
     if config.normalization == "batch":
         groups = np.zeros_like(groups)
     num_groups = int(groups.max()) + 1 if groups.size else 0
     group_max = np.full(num_groups, -np.inf)
     np.maximum.at(group_max, groups, returns)
-    scaled = np.exp((returns - group_max[groups]) / config.beta)  # each group's best trajectory -> exp(0) = 1
-    sums = np.bincount(groups, weights=scaled, minlength=num_groups)
+    weights = returns - group_max[groups]  # each group's best trajectory -> exp(0) = 1
+    weights /= config.beta
+    np.exp(weights, out=weights)
     counts = np.bincount(groups, minlength=num_groups)
-    weights = scaled * counts[groups] / sums[groups]
+    with np.errstate(divide="ignore", invalid="ignore"):  # empty groups only
+        weights *= (counts / np.bincount(groups, weights=weights, minlength=num_groups))[groups]
     if config.cap is not None:
-        weights = np.minimum(weights, config.cap)
+        np.minimum(weights, config.cap, out=weights)
     return weights
 
 
-def group_codes(prompt_ids: Sequence) -> np.ndarray:
-    """Integer code per row for the prompt id (group) it belongs to."""
+def trajectory_weights(returns: np.ndarray, groups: np.ndarray, solved: np.ndarray, config: WeightConfig) -> np.ndarray:
+    """The weights phase 3 trains with: DRIFT's, or one of the paper's baselines on the same trajectories —
+    ``uniform`` (w = 1: plain offline SFT) or ``rejection`` (successful trajectories only, mean weight 1)."""
+    if config.weighting == "uniform":
+        return np.ones(len(returns))
+    if config.weighting == "rejection":
+        kept = np.asarray(solved, dtype=np.float64)
+        return kept / kept.mean() if kept.any() else kept
+    return group_weights(returns, groups, config)
+
+
+def group_codes(prompt_ids: Sequence | np.ndarray) -> np.ndarray:
+    """Integer code per row for the prompt id (group) it belongs to.
+
+    Integer arrays whose codes are already dense (every code in ``0..max`` used, as
+    :func:`drift_verl.store.returns_and_groups` returns them) are returned as they are.
+    """
+    if isinstance(prompt_ids, np.ndarray) and np.issubdtype(prompt_ids.dtype, np.integer):
+        if prompt_ids.size == 0 or (prompt_ids.min() >= 0 and np.bincount(prompt_ids).all()):
+            return prompt_ids.astype(np.intp, copy=False)
+        return np.unique(prompt_ids, return_inverse=True)[1].astype(np.intp, copy=False)
     _, codes = np.unique(np.asarray(prompt_ids, dtype=object).astype(str), return_inverse=True)
     return codes
 

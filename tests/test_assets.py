@@ -3,7 +3,6 @@
 import json
 from pathlib import Path
 
-import pandas as pd
 from transformers import AutoTokenizer
 
 from drift_verl import assets
@@ -21,12 +20,3 @@ def test_tiny_model_is_vllm_cpu_compatible(tiny_model_path):
     assert text == "<|im_start|>user\nWhat is 3 + 4?<|im_end|>\n<|im_start|>assistant\n"
     ids = tokenizer("<answer>7</answer>")["input_ids"]
     assert tokenizer.decode(ids) == "<answer>7</answer>"
-
-
-def test_task_rows_are_deterministic_and_in_verl_schema():
-    assert assets.tiny_task_rows(8, seed=3, split="x") == assets.tiny_task_rows(8, seed=3, split="x")
-    frame = pd.read_parquet(assets.tiny_train())
-    row = frame.iloc[0]
-    assert row["prompt"][-1]["role"] == "user"
-    a, b = (int(x) for x in row["prompt"][-1]["content"].removeprefix("What is ").rstrip("?").split(" + "))
-    assert row["reward_model"]["ground_truth"] == str(a + b)

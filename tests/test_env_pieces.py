@@ -76,7 +76,7 @@ def test_store_shards_resume_and_fingerprint(tmp_path):
     other = TrajectoryStore(tmp_path, {**spec, "n": 4}, num_prompts=3, prompts_per_shard=2)
     assert other.dir != store.dir  # another rollout config never mixes with this store
     again.write_shard(1, [_row("c", 0, [0.0, 0.0], ["1", "1"])])
-    returns, prompt_ids, solved = returns_and_groups(again, gamma=0.9, repetition_coef=0.5)
-    assert prompt_ids == ["a", "a", "b", "b", "c"]
+    returns, groups, solved = returns_and_groups(again, gamma=0.9, repetition_coef=0.5)
+    assert groups.tolist() == [0, 0, 1, 1, 2]  # one dense code per prompt id, in store order
     assert returns.tolist() == pytest.approx([1.0, 0.9, -0.1, 0.0, -0.25])
     assert solved.tolist() == [True, True, False, False, False]

@@ -148,3 +148,111 @@ def test_cli_rejects_bad_beta_and_empty_input(tmp_path, capsys):
     src.write_text("")
     assert W.main([str(src), str(tmp_path / "o.jsonl")]) == 2
     assert "no rows" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- vectorised pass == the per-row reference
+def _random_trajectories(rng, num_prompts, per_prompt=4):
+    """Random trajectories plus the edge cases: no answers, all-null answers, a single turn, zero reward,
+    empty strings and one answer repeated."""
+    vocabulary = ["", "0", "1", "7", "42", "-3", "x"]
+    rows = []
+    for prompt in range(num_prompts):
+        for sample in range(per_prompt):
+            turns = int(rng.integers(1, 6))
+            rewards = [float(np.float32(r)) for r in rng.choice([0.0, 0.0, 1.0, 0.5, -0.25], size=turns)]
+            answers = [None if rng.random() < 0.2 else str(rng.choice(vocabulary)) for _ in range(turns)]
+            rows.append({"prompt_id": f"p{prompt % max(1, num_prompts - 2)}", "turn_rewards": rewards,
+                         "answers": answers, "format_penalty": float(np.float32(-0.1 * answers.count(None)))})
+    rows += [
+        {"prompt_id": "edge", "turn_rewards": [0.0], "answers": [], "format_penalty": 0.0},
+        {"prompt_id": "edge", "turn_rewards": [0.0, 0.0], "answers": [None, None], "format_penalty": -0.2},
+        {"prompt_id": "edge", "turn_rewards": [1.0], "answers": ["5"], "format_penalty": 0.0},
+        {"prompt_id": "edge", "turn_rewards": [], "answers": [], "format_penalty": 0.0},
+        {"prompt_id": "edge2", "turn_rewards": [0.0] * 5, "answers": ["3"] * 5, "format_penalty": 0.0},
+    ]
+    for row in rows:  # stored as float32
+        row["format_penalty"] = float(np.float32(row["format_penalty"]))
+        row["t_star"] = next((i + 1 for i, r in enumerate(row["turn_rewards"]) if r >= 1), 0)
+    return rows
+
+
+def _reference_return(row, gamma, coef):
+    given = [a for a in row["answers"] if a is not None]
+    return W.trajectory_return(row["turn_rewards"], row["format_penalty"], given, gamma, coef)
+
+
+@pytest.mark.parametrize("gamma, coef", [(0.9, 0.5), (1.0, 0.0), (0.37, 2.0)])
+def test_vectorised_returns_equal_reference(gamma, coef):
+    rows = _random_trajectories(np.random.default_rng(int(gamma * 100)), num_prompts=40)
+    lengths = np.array([len(r["turn_rewards"]) for r in rows])
+    rewards = np.array([x for r in rows for x in r["turn_rewards"]], dtype=np.float32)
+    names = {a: i for i, a in enumerate({a for r in rows for a in r["answers"] if a is not None})}
+    codes = np.array([-1 if a is None else names[a] for r in rows for a in r["answers"]], dtype=np.int64)
+    answer_lengths = np.array([len(r["answers"]) for r in rows])
+    penalty = np.array([r["format_penalty"] for r in rows], dtype=np.float32)
+    got = W.trajectory_returns(rewards, lengths, penalty, codes, answer_lengths, gamma, coef)
+    expected = [_reference_return(row, gamma, coef) for row in rows]
+    assert got.tolist() == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
+def _store_with(tmp_path, shards):
+    from drift_verl.store import SCHEMA, TrajectoryStore
+
+    store = TrajectoryStore(tmp_path, {"test": len(shards)}, num_prompts=len(shards), prompts_per_shard=1)
+    filler = {"sample": 0, "data_source": "d", "ground_truth": "1", "prompt_ids": [], "response_ids": [],
+              "response_mask": [], "turn_spans": [], "verifier_failures": 0, "messages": "[]"}
+    for index, rows in enumerate(shards):
+        store.write_shard(index, [{**filler, **row} for row in rows])
+    assert set(SCHEMA.names) >= set(shards[0][0])
+    return store
+
+
+@pytest.mark.parametrize("batch_rows", [1, 7, 1 << 16])
+def test_store_pass_equals_reference(tmp_path, monkeypatch, batch_rows):
+    from drift_verl import store as S
+
+    monkeypatch.setattr(S, "WEIGHT_BATCH_ROWS", batch_rows)  # batches of one shard, several, all shards
+    rows = _random_trajectories(np.random.default_rng(batch_rows), num_prompts=30)
+    shards = [rows[i:i + 13] for i in range(0, len(rows), 13)]  # prompt ids repeat across shards
+    returns, groups, solved = S.returns_and_groups(_store_with(tmp_path, shards), 0.9, 0.5)
+    assert returns.dtype == np.float64 and solved.dtype == bool
+    assert returns.tolist() == pytest.approx([_reference_return(r, 0.9, 0.5) for r in rows], rel=1e-12, abs=1e-12)
+    assert solved.tolist() == [r["t_star"] > 0 for r in rows]
+    # the same grouping as the reference's string codes, dense, and kept as is by group_codes
+    reference = W.group_codes([r["prompt_id"] for r in rows])
+    pairs = set(zip(groups.tolist(), reference.tolist()))
+    assert len(pairs) == len(set(groups.tolist())) == len(set(reference.tolist()))
+    assert W.group_codes(groups) is groups or np.array_equal(W.group_codes(groups), groups)
+    assert sorted(set(groups.tolist())) == list(range(len(pairs)))
+
+
+def test_group_codes_on_integer_arrays():
+    dense = np.array([0, 0, 2, 1, 1])
+    assert W.group_codes(dense).tolist() == [0, 0, 2, 1, 1]
+    sparse = W.group_codes(np.array([5, 5, 9, -1]))
+    assert sparse[0] == sparse[1] and len(set(sparse.tolist())) == 3 and sparse.max() == 2
+
+
+def test_vectorised_group_weights_equal_per_group_loop():
+    rng = np.random.default_rng(3)
+    groups = rng.integers(0, 50, size=2000)
+    returns = rng.normal(size=2000)
+    config = W.WeightConfig(beta=0.3)
+    weights = W.group_weights(returns, groups, config)
+    for group in np.unique(groups):
+        member = groups == group
+        e = np.exp(returns[member] / config.beta)
+        assert weights[member] == pytest.approx(e / e.mean(), rel=1e-10)
+
+
+def test_baseline_weightings_on_the_same_trajectories():
+    returns = np.array([1.0, 0.0, 0.9, -0.1])
+    groups, solved = np.array([0, 0, 1, 1]), np.array([True, False, True, False])
+    uniform = W.trajectory_weights(returns, groups, solved, W.WeightConfig(weighting="uniform"))
+    assert uniform.tolist() == [1.0, 1.0, 1.0, 1.0]
+    rejection = W.trajectory_weights(returns, groups, solved, W.WeightConfig(weighting="rejection"))
+    assert rejection.tolist() == [2.0, 0.0, 2.0, 0.0]  # successes only, mean weight 1
+    drift = W.trajectory_weights(returns, groups, solved, W.WeightConfig())
+    np.testing.assert_allclose(drift, W.group_weights(returns, groups, W.WeightConfig()))
+    with pytest.raises(W.WeightInputError, match="weighting"):
+        W.WeightConfig(weighting="greedy")

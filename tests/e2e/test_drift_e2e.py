@@ -53,7 +53,10 @@ def test_three_phases_complete(drift_run):
     assert all(metrics[s]["actor/grad_norm"] > 0 for s in range(1, steps_per_epoch + 1))
     assert any(k.startswith("val-core/") for k in metrics[0]) and any(k.startswith("val-core/") for k in metrics[16])
     assert metrics[0]["drift/rollout/verifier_failures"] > 0  # raised/hung verifiers counted, run went on
-    assert "DRIFT finished" in proc.stdout + proc.stderr
+    output = proc.stdout + proc.stderr
+    assert "DRIFT finished" in output
+    for line in ("solved_within_1", "solved_within_5", "non_repeat_ratio", "trajectory store:", "plots:"):
+        assert line in output.split("DRIFT finished")[1], line  # the summary: before -> after, and where things are
     plots = workdir / "checkpoints" / "drift_verl" / "drift_tiny" / "plots"
     assert (plots / "round0_weights.png").stat().st_size > 0
     assert (plots / "round0_reference_by_turn.png").stat().st_size > 0
