@@ -15,7 +15,7 @@ resident memory (``ru_maxrss`` from ``os.wait4``: the whole process, interpreter
 The last lines printed are the ratios against the targets (10^7 in < 60 s and < 2 GB).
 
     python scripts/bench/weight_pass.py                      # 1e5, 1e6, 1e7
-    python scripts/bench/weight_pass.py --sizes 1e5 --smoke  # CI: a 10^4 store in a temporary folder
+    python scripts/bench/weight_pass.py --smoke              # CI: a 10^4 store in a temporary folder
 """
 
 from __future__ import annotations
