@@ -3,20 +3,24 @@
 Some of verl's dependencies wait on a placement group with no timeout (TransferQueue's storage units, for
 one): when the cluster lacks the CPUs/GPUs they ask for, the run hangs with no message. This watchdog runs in
 the driver, and if a placement group stays pending longer than the limit, it interrupts the run and reports
-what was asked for and what the cluster has.
+what was asked for and what the cluster has; if the interrupt is not taken within ``grace_s`` (the main thread
+can sit in a native call that ignores it), it prints the error and exits the process.
 """
 
 from __future__ import annotations
 
 import _thread
+import os
+import sys
 import threading
 import time
 
 
 class ResourceWatchdog:
-    def __init__(self, timeout_s: float, poll_s: float = 2.0):
+    def __init__(self, timeout_s: float, poll_s: float = 2.0, grace_s: float = 30.0):
         self.timeout_s = timeout_s
         self.poll_s = poll_s
+        self.grace_s = grace_s
         self.error: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="drift-ray-watchdog", daemon=True)
@@ -61,4 +65,7 @@ class ResourceWatchdog:
                     "the workers asked for; raise drift.ray_startup_timeout_s if the cluster is only slow."
                 )
                 _thread.interrupt_main()
+                if not self._stop.wait(self.grace_s):  # the main thread sits in a call that ignores signals
+                    print(f"drift-verl: {self.error}", file=sys.stderr, flush=True)
+                    os._exit(1)
                 return
