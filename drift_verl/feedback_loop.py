@@ -20,7 +20,7 @@ from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutp
 from verl.trainer.ppo.reward import get_custom_reward_fn
 
 from drift_verl.answers import get_parser, normalize
-from drift_verl.metrics import trajectory_info
+from drift_verl.metrics import solved_turn, trajectory_info
 from drift_verl.weights import FORMAT_PENALTY, trajectory_return
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ class FeedbackAgentLoop(AgentLoopBase):
             messages.append(feedback)
             tokens, response_mask, logprobs = merge.token_ids, mask_with_feedback, logprobs_with_feedback or []
 
-        solved_at = next((t + 1 for t, r in enumerate(turn_rewards) if r >= 1.0), 0)
+        solved_at = solved_turn(turn_rewards)
         given = [a for a in answers if a is not None]
         format_penalty = FORMAT_PENALTY * (len(answers) - len(given))
         score = trajectory_return(turn_rewards, format_penalty, given, self.gamma, self.repetition_coef)

@@ -25,11 +25,16 @@ def answer_counts(answers: Sequence[str | None]) -> tuple[int, int, int, int]:
     return fresh, repeats, unparsed, len(answers)
 
 
+def solved_turn(turn_rewards: Sequence[float]) -> int:
+    """t*: the first correct turn (1-based), 0 when never solved."""
+    return next((t + 1 for t, r in enumerate(turn_rewards) if r >= 1.0), 0)
+
+
 def trajectory_info(turn_rewards: Sequence[float], answers: Sequence[str | None], max_turns: int) -> dict[str, float]:
     """Per-trajectory values whose means over a data set give every metric (:func:`metrics_from_means`): the
     feedback loop puts them into ``reward_extra_info``, which verl's validation averages per data source and
     writes per trajectory to its dump. ``reached_turn_k``: turn k was played with no earlier correct answer."""
-    solved_at = next((t + 1 for t, r in enumerate(turn_rewards) if r >= 1.0), 0)
+    solved_at = solved_turn(turn_rewards)
     fresh, repeats, unparsed, turns = answer_counts(answers)
     info = {"acc": float(solved_at > 0)}
     info.update({f"solved_within_{k}": float(0 < solved_at <= k) for k in range(1, max_turns + 1)})

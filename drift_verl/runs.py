@@ -1,7 +1,7 @@
 """Run a drift-verl job as a user would (a subprocess of ``python -m drift_verl.main``) and read its metrics.
 
-Used by the comparison and benchmark scripts and by the end-to-end tests: metrics come from verl's own file
-logger (``trainer.logger=[console,file]``, one JSON line per logged step).
+Used by the end-to-end tests: metrics come from verl's own file logger (``trainer.logger=[console,file]``, one
+JSON line per logged step).
 """
 
 from __future__ import annotations
@@ -23,30 +23,17 @@ def read_metrics(path: Path) -> dict[int, dict]:
     return steps
 
 
-def run_job(argv: list[str], workdir: Path, timeout: int = 900, stream: bool = False):
+def run_job(argv: list[str], workdir: Path, timeout: int = 900):
     """Run ``python <argv>`` in ``workdir`` with verl's file logger on; returns (process, metrics, wall seconds).
-
-    ``stream`` shows the job's output live (scripts) instead of capturing it (tests); both keep ``job.log``.
-    """
+    The output is kept in ``job.log``."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     metrics = workdir / "metrics.jsonl"
     env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(metrics), RAY_DEDUP_LOGS="0", PYTHONUNBUFFERED="1")
     start = time.time()
-    if stream:
-        with open(workdir / "job.log", "w") as log:
-            proc = subprocess.Popen([sys.executable, *argv], cwd=workdir, env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True)
-            for line in proc.stdout:
-                log.write(line)
-                if "[drift]" in line or "DRIFT" in line or "step:" in line[:8] or "Error" in line:
-                    print("   ", line.rstrip()[:200], flush=True)
-            proc.wait(timeout=timeout)
-        proc = subprocess.CompletedProcess(proc.args, proc.returncode, (workdir / "job.log").read_text(), "")
-    else:
-        proc = subprocess.run([sys.executable, *argv], cwd=workdir, env=env, capture_output=True, text=True,
-                              timeout=timeout)
-        (workdir / "job.log").write_text(proc.stdout + proc.stderr)
+    proc = subprocess.run([sys.executable, *argv], cwd=workdir, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    (workdir / "job.log").write_text(proc.stdout + proc.stderr)
     wall = time.time() - start
     return proc, (read_metrics(metrics) if metrics.exists() else {}), wall
 
