@@ -14,7 +14,7 @@ from pathlib import Path
 
 from drift_verl import tiny_task
 
-ASSET_VERSION = "v3"
+ASSET_VERSION = "v4"
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
@@ -56,14 +56,18 @@ def build_tokenizer(out: Path, vocab_size: int = 512):
         tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None
     )
     # whole numbers and the answer tags as single tokens: a digit-by-digit sum is far harder for a tiny model
-    fast.add_tokens(["<answer>", "</answer>", *(str(n) for n in range(2 * tiny_task.MAX_OPERAND + 1))])
+    fast.add_tokens(["<answer>", "</answer>", *(str(n) for n in range(2 * tiny_task.MAX_OPERAND + 5))])
     fast.chat_template = CHAT_TEMPLATE
     fast.save_pretrained(out)
     return fast
 
 
+HEAD_DIM = 32
+
+
 def build_model(out: Path, vocab_size: int, hidden: int = 64, layers: int = 2, seed: int = 0) -> None:
-    """A randomly initialised Qwen2 causal LM; head_dim 64 is one vLLM's CPU attention accepts."""
+    """A randomly initialised Qwen2 causal LM. Two heads of 32 (the smallest head_dim vLLM's CPU attention
+    accepts) learn the sums where one head of 64 did not."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -73,9 +77,9 @@ def build_model(out: Path, vocab_size: int, hidden: int = 64, layers: int = 2, s
         hidden_size=hidden,
         intermediate_size=hidden * 2,
         num_hidden_layers=layers,
-        num_attention_heads=hidden // 64,
-        num_key_value_heads=hidden // 64,
-        head_dim=64,
+        num_attention_heads=hidden // HEAD_DIM,
+        num_key_value_heads=hidden // HEAD_DIM,
+        head_dim=HEAD_DIM,
         max_position_embeddings=512,
         tie_word_embeddings=True,
         torch_dtype="float32",
@@ -86,7 +90,7 @@ def build_model(out: Path, vocab_size: int, hidden: int = 64, layers: int = 2, s
 
 def tiny_model() -> str:
     """Path of the tiny model (tokenizer included); built once."""
-    final = cache_root() / "tiny_model"
+    final = asset_path("tiny_model")
     with _locked(final):
         if not (final / "config.json").exists():
             tmp = final.with_name(final.name + ".tmp")
@@ -100,7 +104,7 @@ def tiny_model() -> str:
 def _task_file(split: str, rows) -> str:
     import pandas as pd
 
-    final = cache_root() / "tiny_task" / f"{split}.parquet"
+    final = asset_path(f"tiny_{split}")
     with _locked(final):
         if not final.exists():
             tmp = final.with_suffix(".tmp.parquet")
@@ -123,17 +127,49 @@ def tiny_val() -> str:
 def tiny_reference() -> str:
     from drift_verl.reference import build_reference
 
-    return build_reference(cache_root() / "tiny_reference", tiny_model())
+    return build_reference(asset_path("tiny_reference"), tiny_model())
 
 
 ASSETS = {"tiny_model": tiny_model, "tiny_train": tiny_train, "tiny_val": tiny_val, "tiny_reference": tiny_reference}
 
 
-def resolve(name: str) -> str:
-    """OmegaConf resolver ``${drift_asset:NAME}``."""
+def asset_path(name: str) -> Path:
     if name not in ASSETS:
         raise ValueError(f"unknown drift asset {name!r}; known: {sorted(ASSETS)}")
-    return ASSETS[name]()
+    if name in ("tiny_train", "tiny_val"):
+        return cache_root() / "tiny_task" / f"{name.removeprefix('tiny_')}.parquet"
+    return cache_root() / name
+
+
+def resolve(name: str) -> str:
+    """OmegaConf resolver ``${drift_asset:NAME}``: where the asset is (or will be), without building it.
+
+    OmegaConf also resolves interpolations while Hydra merges config groups (a preset over ``task=tiny``
+    resolves the task's model path), so building here would build assets the final config no longer uses
+    (the reference policy takes minutes). :func:`build_used` builds the ones it does use, before verl starts.
+    """
+    return str(asset_path(name))
+
+
+def _strings(node):
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _strings(value)
+
+
+def build_used(config) -> None:
+    """Build (or reuse) every asset whose path the resolved config refers to."""
+    from omegaconf import OmegaConf
+
+    used = set(_strings(OmegaConf.to_container(config, resolve=True)))
+    for name, build in ASSETS.items():
+        if resolve(name) in used:
+            build()
 
 
 if __name__ == "__main__":

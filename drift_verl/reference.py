@@ -16,14 +16,15 @@ from pathlib import Path
 
 from drift_verl import tiny_task
 
-NUM_DEMOS = 8192
+NUM_DEMOS = 19200
 DEMO_SEED = 3
 SFT_SETTINGS = {
     "data.train_batch_size": 64,
     "data.micro_batch_size_per_gpu": 64,
     "data.max_length": 144,
-    "trainer.total_epochs": 2,
-    "optim.lr": 1e-2,
+    "trainer.total_epochs": 2,  # 600 steps
+    "optim.lr": 3e-3,
+    "optim.betas": "[0.9,0.95]",  # a short memory of the format tokens' early, large gradients
     "optim.lr_warmup_steps_ratio": 0.05,
     "optim.lr_scheduler_type": "constant",
 }

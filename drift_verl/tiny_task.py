@@ -1,6 +1,6 @@
 """The embedded default task: two-number addition with the feedback environment, and noisy demonstrations.
 
-Every pair ``a + b`` with ``a, b`` in [0, 20] has one answer, so the verifier is exact. Validation and training
+Every pair ``a + b`` with ``a, b`` in [0, 9] has one answer, so the verifier is exact. Validation and training
 prompts are disjoint pairs. The reference policy is the tiny model warm-started (by verl's SFT trainer) on
 *noisy* multi-turn demonstrations: a demonstrator that is right on the first turn only sometimes, answers
 near-misses otherwise, often repeats a rejected answer after ``Incorrect. Please think again.``, and sometimes
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 DATA_SOURCE = "drift_tiny_add"
 SYSTEM_PROMPT = "You are a careful assistant. Put your final answer in <answer></answer> tags."
 FEEDBACK = "Incorrect. Please think again."
-MAX_OPERAND = 20
+MAX_OPERAND = 9
 PAIR_SEED = 7
 
 

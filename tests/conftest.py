@@ -9,6 +9,18 @@ from drift_verl.runs import read_metrics, tail  # noqa: F401  (used by the e2e t
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 
+# The e2e tests' setting: the untrained tiny model (no 6-minute reference build in CI), N=4, greedy validation and
+# the recipe's single epoch, so the figures they assert on stay small; the embedded default itself is checked by
+# the config tests and run in full by the README's main-job command.
+SMALL_TASK = [
+    "actor_rollout_ref.model.path=${drift_asset:tiny_model}",
+    "actor_rollout_ref.rollout.n=4",
+    "actor_rollout_ref.rollout.val_kwargs.do_sample=false",
+    "actor_rollout_ref.rollout.val_kwargs.n=1",
+    "actor_rollout_ref.actor.optim.lr=1e-3",
+    "drift.epochs=1",
+]
+
 
 @pytest.fixture(scope="session")
 def tiny_model_path() -> str:

@@ -4,6 +4,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -24,3 +26,10 @@ def test_update_smoke():  # builds verl's FSDP actor in its process: about 20 s 
     last = _run("update.py", timeout=600).strip().splitlines()[-1]
     assert re.fullmatch(r"tiny: drift \d+ tokens/s vs vanilla \d+ tokens/s ratio [\d.]+ "
                         r"\[[\d.]+-[\d.]+\] \(target >= 0.95\)", last), last
+
+
+@pytest.mark.e2e
+def test_rollout_smoke():  # a DRIFT job (Ray, vLLM server) and a bare vLLM loop: about 3 minutes on 2 cores
+    last = _run("rollout.py", timeout=900).strip().splitlines()[-1]
+    assert re.fullmatch(r"ratio drift/bare generated tokens/s: median [\d.]+ \(range [\d.]+-[\d.]+, "
+                        r"target >= 0.9\)", last), last

@@ -23,7 +23,7 @@ def test_drift_main_composes_recipe_task_and_cpu_preset():
     assert config.trainer.device == "cpu" and config.ray_kwargs.ray_init.num_gpus == 1
     assert config.actor_rollout_ref.actor.strategy == "fsdp2"
     assert config.trainer.total_epochs == 3  # command line wins over the recipe, as in verl
-    assert OmegaConf.to_container(config.actor_rollout_ref.model)["path"] == "${drift_asset:tiny_model}"
+    assert OmegaConf.to_container(config.actor_rollout_ref.model)["path"] == "${drift_asset:tiny_reference}"
     assert config.actor_rollout_ref.actor.fsdp_config.mixed_precision.param_dtype == "fp32"
 
 

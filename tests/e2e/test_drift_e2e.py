@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from transformers import AutoTokenizer
 
-from tests.conftest import FIXTURES, read_metrics, run_job, tail
+from tests.conftest import FIXTURES, SMALL_TASK, read_metrics, run_job, tail
 from tests.fixtures.chaos_verifier import expected_reward
 
 pytestmark = pytest.mark.e2e
@@ -23,6 +23,7 @@ DRIFT = [
     f"reward.custom_reward_function.path={FIXTURES / 'chaos_verifier.py'}",
     "drift.env.verifier_timeout_s=0.5",
     "trainer.logger=[console,file]",
+    *SMALL_TASK,
 ]
 
 
@@ -105,9 +106,9 @@ def test_store_is_reused_by_a_beta_sweep(drift_run, tmp_path):
     assert step0["drift/weights/max"] != first[0]["drift/weights/max"]
 
 
-def _kill_when(argv: list[str], workdir: Path, ready) -> None:
+def _kill_when(argv: list[str], workdir: Path, ready, metrics_file: str) -> None:
     """Start a run and SIGKILL it (driver, Ray and vLLM processes) as soon as ``ready()`` holds."""
-    env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(workdir / "killed.jsonl"))
+    env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(workdir / metrics_file))
     job = subprocess.Popen([sys.executable, *argv], cwd=workdir, env=env, start_new_session=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
@@ -119,27 +120,6 @@ def _kill_when(argv: list[str], workdir: Path, ready) -> None:
         os.killpg(job.pid, signal.SIGKILL)
         job.wait()
         subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True)
-
-
-def test_killed_rollout_resumes_without_loss_or_duplication(tmp_path):
-    store_root = tmp_path / "store"
-    argv = [*DRIFT, f"drift.store_dir={store_root}", "drift.max_prompts=32", "drift.prompts_per_shard=4",
-            "trainer.val_before_train=false", "trainer.test_freq=-1"]
-    _kill_when(argv, tmp_path, lambda: len(list(store_root.glob("*/shard-*.parquet"))) >= 2)
-    store, before = _store_rows(store_root)
-    kept = {p: p.read_bytes() for p in store.glob("shard-*.parquet")}
-    assert 2 <= len(kept) < 8, "the kill should land mid-rollout"
-
-    proc, metrics = run_job(argv, tmp_path)
-    assert proc.returncode == 0, tail(proc)
-    _, rows = _store_rows(store_root)
-    assert metrics[0]["drift/rollout/reused_shards"] == len(kept)
-    assert metrics[0]["drift/rollout/new_trajectories"] == (32 - 4 * len(kept)) * N
-    assert all(p.read_bytes() == data for p, data in kept.items())  # finished shards untouched
-    ids = [(row["prompt_id"], row["sample"]) for row in rows]
-    assert len(ids) == len(set(ids)) == 32 * N  # nothing lost, nothing duplicated
-    assert sorted({row["prompt_id"] for row in rows}) == sorted(f"train-{i}" for i in range(32))
-    assert not list(store.glob("*.tmp"))
 
 
 def test_iterative_rounds_use_the_updated_policy_as_reference(tmp_path):
@@ -161,12 +141,28 @@ def test_iterative_rounds_use_the_updated_policy_as_reference(tmp_path):
     assert metrics[steps_per_round]["drift/rollout/new_trajectories"] == 16 * N  # round 1 rolled out anew
 
 
-def test_killed_training_resumes_from_its_last_checkpoint(tmp_path):
+def test_killed_rollout_then_killed_training_resume_without_loss_or_duplication(tmp_path):
+    """The first kill lands mid-rollout, the second after the first checkpoint; each re-run goes on from there."""
+    store_root = tmp_path / "store"
     checkpoints = tmp_path / "checkpoints" / "drift_verl" / "drift_tiny"
-    argv = [*DRIFT, f"drift.store_dir={tmp_path / 'store'}", "drift.max_prompts=32", "trainer.save_freq=4",
-            "trainer.val_before_train=false", "trainer.test_freq=-1"]
-    _kill_when(argv, tmp_path, lambda: (checkpoints / "latest_checkpointed_iteration.txt").exists())
+    argv = [*DRIFT, f"drift.store_dir={store_root}", "drift.max_prompts=32", "drift.prompts_per_shard=4",
+            "trainer.save_freq=4", "trainer.val_before_train=false", "trainer.test_freq=-1"]
+    _kill_when(argv, tmp_path, lambda: len(list(store_root.glob("*/shard-*.parquet"))) >= 2, "kill1.jsonl")
+    store, _ = _store_rows(store_root)
+    kept = {p: p.read_bytes() for p in store.glob("shard-*.parquet")}
+    assert 2 <= len(kept) < 8, "the first kill should land mid-rollout"
+
+    _kill_when(argv, tmp_path, lambda: (checkpoints / "latest_checkpointed_iteration.txt").exists(), "kill2.jsonl")
     assert (checkpoints / "latest_checkpointed_iteration.txt").read_text().strip() == "4"
+    second = read_metrics(tmp_path / "kill2.jsonl")
+    assert second[0]["drift/rollout/reused_shards"] == len(kept)
+    assert second[0]["drift/rollout/new_trajectories"] == (32 - 4 * len(kept)) * N
+    assert all(p.read_bytes() == data for p, data in kept.items())  # finished shards untouched
+    _, rows = _store_rows(store_root)
+    ids = [(row["prompt_id"], row["sample"]) for row in rows]
+    assert len(ids) == len(set(ids)) == 32 * N  # nothing lost, nothing duplicated
+    assert sorted({row["prompt_id"] for row in rows}) == sorted(f"train-{i}" for i in range(32))
+    assert not list(store.glob("*.tmp"))
 
     proc, metrics = run_job(argv, tmp_path)
     assert proc.returncode == 0, tail(proc)

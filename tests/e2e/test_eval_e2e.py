@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from tests.conftest import run_job, tail
+from tests.conftest import SMALL_TASK, run_job, tail
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +40,7 @@ def test_eval_two_benchmarks_json_markdown_plot(tmp_path):
         [
             "-m", "drift_verl.eval", "platform=cpu",
             f"eval.benchmarks=[{math},{choice}]", f"eval.output_dir={tmp_path / 'out'}",
-            f"drift.env.max_turns={TURNS}",
+            f"drift.env.max_turns={TURNS}", SMALL_TASK[0],
         ],
         tmp_path,
         timeout=600,

@@ -5,13 +5,14 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from tests.conftest import FIXTURES, run_job, tail
+from tests.conftest import FIXTURES, SMALL_TASK, run_job, tail
 
 pytestmark = pytest.mark.e2e
 
 # A reward with variance across samples (a random model never answers right) and a large learning rate:
 # the update visibly changes the weights, so a rollout served from stale weights would show a large gap.
 COMMON = [
+    *SMALL_TASK,
     f"reward.custom_reward_function.path={FIXTURES / 'digit_reward.py'}",
     "actor_rollout_ref.actor.optim.lr=1e-2",
     "trainer.val_before_train=false",
@@ -69,7 +70,7 @@ def test_missing_ray_resources_fail_fast_with_a_clear_error(tmp_path):
     proc, _ = run_job(
         [
             "-m", "drift_verl.main", "recipe=grpo", "platform=cpu",
-            "ray_kwargs.ray_init.num_cpus=2", "drift.ray_startup_timeout_s=15",
+            "ray_kwargs.ray_init.num_cpus=2", "drift.ray_startup_timeout_s=15", *SMALL_TASK,
         ],
         tmp_path,
         timeout=400,
