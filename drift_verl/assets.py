@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -141,35 +142,26 @@ def asset_path(name: str) -> Path:
     return cache_root() / name
 
 
+def _merging() -> bool:
+    """True while OmegaConf merges configs (Hydra composing config groups)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "_map_merge" and "omegaconf" in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+
 def resolve(name: str) -> str:
-    """OmegaConf resolver ``${drift_asset:NAME}``: where the asset is (or will be), without building it.
+    """OmegaConf resolver ``${drift_asset:NAME}``: the asset's path, built on first use.
 
-    OmegaConf also resolves interpolations while Hydra merges config groups (a preset over ``task=tiny``
-    resolves the task's model path), so building here would build assets the final config no longer uses
-    (the reference policy takes minutes). :func:`build_used` builds the ones it does use, before verl starts.
+    OmegaConf also resolves an interpolation while Hydra merges a config group over it (a preset replacing
+    ``task=tiny``'s model path), only to check its type; the value is resolved again when read. Building then
+    would build assets the final config does not use (the reference policy takes minutes), so it only names them.
     """
-    return str(asset_path(name))
-
-
-def _strings(node):
-    if isinstance(node, str):
-        yield node
-    elif isinstance(node, dict):
-        for value in node.values():
-            yield from _strings(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _strings(value)
-
-
-def build_used(config) -> None:
-    """Build (or reuse) every asset whose path the resolved config refers to."""
-    from omegaconf import OmegaConf
-
-    used = set(_strings(OmegaConf.to_container(config, resolve=True)))
-    for name, build in ASSETS.items():
-        if resolve(name) in used:
-            build()
+    if _merging():
+        return str(asset_path(name))
+    return ASSETS[name]()
 
 
 if __name__ == "__main__":

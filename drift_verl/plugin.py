@@ -65,24 +65,11 @@ def _register_loss(core_algos) -> None:
     register(core_algos)
 
 
-def _build_assets_first(main_ppo) -> None:
-    """Both entry points end in verl's ``run_ppo(config)``: build the assets that config uses right before it
-    (in the driver, before Ray starts), since the ``drift_asset`` resolver only names them."""
-    run_ppo = main_ppo.run_ppo
-
-    def run_ppo_with_assets(config, *args, **kwargs):
-        assets.build_used(config)
-        return run_ppo(config, *args, **kwargs)
-
-    main_ppo.run_ppo = run_ppo_with_assets
-
-
 def register() -> None:
     check_search_path_plugin(sys.argv)
     # verl's registries live in modules that are slow to import: register when verl imports them
     when_imported("verl.trainer.ppo.core_algos", _register_loss)
     when_imported("verl.trainer.ppo.v1.trainer_base", _register_trainer)
-    when_imported("verl.trainer.main_ppo", _build_assets_first)
     if _platform_from_cli(sys.argv) == platform_cpu.CPU_PLATFORM:
         os.environ.setdefault("VERL_PLATFORM", platform_cpu.CPU_PLATFORM)
     platform_cpu.activate()

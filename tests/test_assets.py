@@ -22,23 +22,23 @@ def test_tiny_model_is_vllm_cpu_compatible(tiny_model_path):
     assert tokenizer.decode(ids) == "<answer>7</answer>"
 
 
-def test_the_resolver_names_assets_and_only_those_the_final_config_uses_are_built(tmp_path, monkeypatch):
+def test_composing_a_preset_over_the_tiny_task_builds_nothing(tmp_path, monkeypatch):
     """OmegaConf resolves the task's model path while Hydra merges a preset over it: that must not build the
-    reference policy (minutes); build_used builds what the final config refers to."""
+    reference policy (minutes); reading the final config builds what it refers to."""
     from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
 
     import drift_verl.plugin  # noqa: F401  (registers the resolver)
 
     monkeypatch.setenv("DRIFT_VERL_CACHE", str(tmp_path))
     built = []
-    monkeypatch.setattr(assets, "ASSETS", {name: (lambda n=name: built.append(n)) for name in assets.ASSETS})
+    monkeypatch.setattr(assets, "ASSETS", {name: (lambda n=name: built.append(n) or n) for name in assets.ASSETS})
     with initialize_config_module(config_module="drift_verl.recipes", version_base=None):
         preset = compose(config_name="drift_main", overrides=["recipe=drift", "preset=qwen2.5-3b_metamath"])
         default = compose(config_name="drift_main", overrides=["recipe=drift"])
-    assert built == []  # composing built nothing
-    assets.build_used(preset)
+    assert built == []
+    OmegaConf.to_container(preset, resolve=True)
     assert built == []  # the preset's model and data replace every tiny asset
-    assets.build_used(default)
-    assert sorted(built) == ["tiny_reference", "tiny_train", "tiny_val"]
-    assert default.actor_rollout_ref.model.path == str(tmp_path / assets.ASSET_VERSION / "tiny_reference")
-    assert not any(tmp_path.iterdir())
+    assert default.actor_rollout_ref.model.path == "tiny_reference"
+    OmegaConf.to_container(default, resolve=True)
+    assert sorted(set(built)) == ["tiny_reference", "tiny_train", "tiny_val"]
