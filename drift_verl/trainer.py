@@ -302,9 +302,10 @@ class DriftTrainer(PPOTrainerSync):
                 first = self.global_steps - round_start - epoch * steps_per_epoch
                 for step in range(first, steps_per_epoch):
                     picks = order[step * batch_size:(step + 1) * batch_size]
-                    for shard in {s for s, _ in picks} - set(cache):
-                        if len(cache) >= 2:  # training order visits shards one after another
-                            cache.pop(next(iter(cache)))
+                    needed = {s for s, _ in picks}
+                    for shard in set(cache) - needed:  # the order visits shards one after another: done with it
+                        del cache[shard]
+                    for shard in needed - set(cache):
                         cache[shard] = store.read_shard(shard, TRAIN_COLUMNS).to_pylist()
                     rows = [cache[s][r] for s, r in picks]
                     step_start = time.time()

@@ -125,7 +125,7 @@ def _kill_when(argv: list[str], workdir: Path, ready, metrics_file: str) -> None
 def test_iterative_rounds_use_the_updated_policy_as_reference(tmp_path):
     proc, metrics = run_job(
         [*DRIFT, f"drift.store_dir={tmp_path / 'store'}", "drift.rounds=2", "drift.max_prompts=16",
-         "trainer.val_before_train=false"],
+         "drift.prompts_per_shard=1", "trainer.val_before_train=false"],  # a mini-batch spans 4 shards
         tmp_path,
     )
     assert proc.returncode == 0, tail(proc)
