@@ -1,7 +1,7 @@
 """Run a drift-verl job as a user would (a subprocess of ``python -m drift_verl.main``) and read its metrics.
 
-Used by the end-to-end tests: metrics come from verl's own file logger (``trainer.logger=[console,file]``, one
-JSON line per logged step).
+Used by the end-to-end tests and by ``scripts/compare.py`` and ``scripts/bench/rollout.py``: metrics come from
+verl's own file logger (``trainer.logger=[console,file]``, one JSON line per logged step).
 """
 
 from __future__ import annotations

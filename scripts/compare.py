@@ -75,7 +75,7 @@ def drift_row(result: dict, rollout_cost: dict) -> dict:
     points = validation_points(metrics)
     update_s = sum(v.get("drift/update/step_s", 0.0) for v in metrics.values())
     return {**only_source(points[-1][1]), "before": only_source(points[0][1]),
-            "algorithm_s": rollout_cost["rollout_s"] + update_s, "generated_tokens": rollout_cost["tokens"],
+            "algorithm_s": rollout_cost["rollout_s"] + update_s, "rollout_tokens": rollout_cost["tokens"],
             "job_s": result["wall_s"]}
 
 
@@ -95,7 +95,7 @@ def grpo_curve(result: dict, trajectories_per_step: int) -> list[dict]:
             seconds += values.get("timing_s/step", 0.0)
             tokens += values.get("response_length/mean", 0.0) * trajectories_per_step
         if any(key.startswith("val-core/") for key in values):
-            curve.append({"step": step, "algorithm_s": seconds, "generated_tokens": tokens,
+            curve.append({"step": step, "algorithm_s": seconds, "rollout_tokens": tokens,
                           **only_source(validation_summary(values))})
     return curve
 
@@ -106,14 +106,14 @@ def to_reach(drift: dict, curve: list[dict]) -> str:
     trained = [p for p in curve if p["step"] > 0]
     reached = next((p for p in trained if p["solved_within_5"] >= target), None)
     head = (f"To reach DRIFT's final solved-within-5 ({target:.3f}): DRIFT {drift['algorithm_s']:.0f} s, "
-            f"{drift['generated_tokens']:.0f} rollout tokens; ")
+            f"{drift['rollout_tokens']:.0f} rollout tokens; ")
     if reached is None:
         last, best = curve[-1], max(p["solved_within_5"] for p in trained)
         return head + (f"GRPO did not reach it in {last['step']} steps ({last['algorithm_s']:.0f} s, "
-                       f"{last['generated_tokens']:.0f} tokens; best after training {best:.3f}).")
-    return head + (f"GRPO {reached['algorithm_s']:.0f} s, {reached['generated_tokens']:.0f} tokens (step "
+                       f"{last['rollout_tokens']:.0f} tokens; best after training {best:.3f}).")
+    return head + (f"GRPO {reached['algorithm_s']:.0f} s, {reached['rollout_tokens']:.0f} tokens (step "
                    f"{reached['step']}): DRIFT/GRPO wall-clock {drift['algorithm_s'] / reached['algorithm_s']:.2f}, "
-                   f"tokens {drift['generated_tokens'] / reached['generated_tokens']:.2f}.")
+                   f"tokens {drift['rollout_tokens'] / reached['rollout_tokens']:.2f}.")
 
 
 def aggregate(rows: list[dict]) -> dict:
@@ -134,7 +134,7 @@ def markdown(table: dict[str, dict], seeds: list[int], command: str, reach: str)
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, stats in table.items():
         cells = [name] + [_fmt(stats.get(c)) for c in columns]
-        cells += [_fmt(stats.get("algorithm_s"), 0), _fmt(stats.get("generated_tokens"), 0)]
+        cells += [_fmt(stats.get("algorithm_s"), 0), _fmt(stats.get("rollout_tokens"), 0)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines + ["", reach]) + "\n"
 
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         cost = rollout_cost(first) if seed == args.seeds[0] else cost
         rows.setdefault(drift_default, []).append(drift_row(first, cost))
         rows.setdefault("reference policy", []).append({**rows[drift_default][-1]["before"], "algorithm_s": 0.0,
-                                                        "generated_tokens": 0.0})
+                                                        "rollout_tokens": 0.0})
         variants = {"unweighted SFT (w=1)": {"weighting": "uniform"},
                     "rejection-sampling SFT": {"weighting": "rejection"}}
         if seed == args.seeds[0]:  # the sweep and GRPO: first seed only (time)
