@@ -58,7 +58,11 @@ class DriftTrainer(PPOTrainerSync):
         # Everywhere verl consults trainer_mode (replay buffer, checkpoint contents) DRIFT is synchronous;
         # the name "drift" only selects this class.
         self.trainer_mode = "sync"
-        return super()._build_replay_buffer()
+        buffer = super()._build_replay_buffer()
+        # verl polls TransferQueue every 2 s for finished prompts; a rollout shard or a validation pass of a few
+        # seconds would wait a second on average for nothing
+        buffer.poll_interval = 0.5
+        return buffer
 
     def _add_prompts_to_generate(self, num_prompts: int) -> int:
         # The replay buffer calls this to replace failed rollout groups with fresh dataloader prompts, which
@@ -121,19 +125,25 @@ class DriftTrainer(PPOTrainerSync):
         return TrajectoryStore(self.drift.store_dir, spec, self.num_prompts, int(self.drift.prompts_per_shard))
 
     # ------------------------------------------------------------------ phase 1
-    def _rollout_prompts(self, indices: range) -> tuple[list[dict], int]:
-        """All trajectories of the given prompts, through verl's agent loop workers and TransferQueue."""
+    def _submit(self, indices: range) -> dict[str, tuple[int, str]]:
+        """Hand prompts to verl's agent loop workers, which run their trajectories in the background and put them
+        into TransferQueue. Returns uid -> (dataset index, prompt id)."""
         items = [self.train_dataset[i] for i in indices]
         batch_dict = collate_fn(items)
         uids = [uuid.uuid4().hex for _ in indices]
-        prompt_of = dict(zip(uids, indices))
         batch_dict["uid"] = np.array(uids, dtype=object)
         batch = tu.get_tensordict(batch_dict)
         tu.assign_non_tensor_data(batch, "global_steps", self.global_steps)
         tags = [{"is_prompt": True, "status": "pending", "global_steps": self.global_steps} for _ in uids]
         tq.kv_batch_put(keys=uids, partition_id="train", tags=tags)
         self.agent_loop_manager.generate_sequences(batch)
-        meta, _ = self.replay_buffer.sample(global_steps=self.global_steps, partition_id="train", batch_size=len(uids))
+        return {uid: (index, str((item.get("extra_info") or {}).get("prompt_id", index)))
+                for uid, index, item in zip(uids, indices, items)}
+
+    def _collect(self, submitted: dict[str, tuple[int, str]], count: int) -> tuple[list[dict], int]:
+        """Store rows of ``count`` finished prompts, whichever finished first (each row names its dataset
+        ``index``), and the assistant tokens they hold."""
+        meta, _ = self.replay_buffer.sample(global_steps=self.global_steps, partition_id="train", batch_size=count)
         fields = ["uid", "prompts", "responses", "response_mask", "extra_fields", "data_source", "reward_model"]
         data = tq.kv_batch_get(keys=meta.keys, partition_id=meta.partition_id, select_fields=fields)
         tq.kv_clear(keys=meta.keys, partition_id=meta.partition_id)
@@ -141,15 +151,14 @@ class DriftTrainer(PPOTrainerSync):
         columns = {name: _per_sample(data[name]) for name in fields}
         rows, samples, tokens = [], {}, 0
         for i, uid in enumerate(columns["uid"]):
-            index = prompt_of[uid]
+            index, prompt_id = submitted[uid]
             extra = columns["extra_fields"][i]
-            extra_info = items[index - indices.start].get("extra_info") or {}
             response_mask = columns["response_mask"][i]
             tokens += sum(response_mask)
             rows.append(
                 {
                     "index": index,
-                    "prompt_id": str(extra_info.get("prompt_id", index)),
+                    "prompt_id": prompt_id,
                     "sample": samples.setdefault(uid, 0),
                     "data_source": str(columns["data_source"][i]),
                     "ground_truth": str(columns["reward_model"][i]["ground_truth"]),
@@ -166,12 +175,11 @@ class DriftTrainer(PPOTrainerSync):
                 }
             )
             samples[uid] += 1
-        rows.sort(key=lambda row: (row["index"], row["sample"]))  # store order: prompt, then sample
-        for row in rows:
-            del row["index"]
         return rows, tokens
 
     def _phase_rollouts(self, round_index: int) -> TrajectoryStore:
+        """Missing shards, ``drift.shards_in_flight`` at a time: the next shard's prompts keep the rollout
+        servers busy while the current shard's last trajectories finish; each shard is written once whole."""
         store = self._store(round_index)
         missing = store.missing_shards()
         round_start = self._round_start(round_index)
@@ -181,14 +189,33 @@ class DriftTrainer(PPOTrainerSync):
                 f"{self.global_steps}, so its reference policy is no longer loaded. Restore the store, or restart "
                 f"the round from checkpoint global_step_{round_start} (trainer.resume_from_path)."
             )
+        window = int(self.drift.shards_in_flight)
+        if window < 1:
+            raise ValueError(f"drift.shards_in_flight must be >= 1, got {window}")
+        queue, open_shards, submitted = list(missing), {}, {}  # open_shards: shard -> (prompts left, rows)
+        shard_of = {index: shard for shard in missing for index in store.shard_prompts(shard)}
         start, trajectories, tokens = time.time(), 0, 0
         with tqdm(total=store.num_shards, initial=store.num_shards - len(missing),
                   desc=f"DRIFT round {round_index} phase 1: rollouts (shards)") as bar:
-            for shard in missing:
-                rows, shard_tokens = self._rollout_prompts(store.shard_prompts(shard))
-                store.write_shard(shard, rows)
-                trajectories, tokens = trajectories + len(rows), tokens + shard_tokens
-                bar.update(1)
+            while queue or open_shards:
+                while queue and len(open_shards) < window:
+                    shard = queue.pop(0)
+                    submitted.update(self._submit(store.shard_prompts(shard)))
+                    open_shards[shard] = [len(store.shard_prompts(shard)), []]
+                oldest = next(iter(open_shards))
+                rows, new_tokens = self._collect(submitted, open_shards[oldest][0])
+                tokens += new_tokens
+                for index in {row["index"] for row in rows}:
+                    open_shards[shard_of[index]][0] -= 1
+                for row in rows:
+                    open_shards[shard_of[row["index"]]][1].append(row)
+                for shard in [s for s, (left, _) in open_shards.items() if left == 0]:
+                    shard_rows = sorted(open_shards.pop(shard)[1], key=lambda row: (row["index"], row["sample"]))
+                    for row in shard_rows:
+                        del row["index"]
+                    store.write_shard(shard, shard_rows)  # store order: prompt, then sample
+                    trajectories += len(shard_rows)
+                    bar.update(1)
         wall = time.time() - start
         stats = self._rollout_quality(store)
         stats.update(

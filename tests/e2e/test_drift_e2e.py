@@ -125,10 +125,15 @@ def _kill_when(argv: list[str], workdir: Path, ready, metrics_file: str) -> None
 def test_iterative_rounds_use_the_updated_policy_as_reference(tmp_path):
     proc, metrics = run_job(
         [*DRIFT, f"drift.store_dir={tmp_path / 'store'}", "drift.rounds=2", "drift.max_prompts=16",
-         "drift.prompts_per_shard=1", "trainer.val_before_train=false"],  # a mini-batch spans 4 shards
+         "drift.prompts_per_shard=1", "drift.shards_in_flight=3",  # a mini-batch spans 4 shards
+         "trainer.val_before_train=false"],
         tmp_path,
     )
     assert proc.returncode == 0, tail(proc)
+    for store in (tmp_path / "store").iterdir():  # shards finish out of order: each still holds its own prompt
+        for i in range(16):
+            rows = pq.read_table(store / f"shard-{i:05d}.parquet", columns=["prompt_id", "sample"]).to_pylist()
+            assert [(r["prompt_id"], r["sample"]) for r in rows] == [(f"train-{i}", s) for s in range(N)]
     steps_per_round = 16 * N // (4 * N)
     manifests = [json.loads(p.read_text()) for p in (tmp_path / "store").glob("*/manifest.json")]
     rounds = sorted(m["spec"]["round"] for m in manifests)
