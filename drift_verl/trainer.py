@@ -5,7 +5,8 @@ replaces its loop with DRIFT's three phases per round:
 
 1. rollouts: the frozen reference policy (the weights the replicas hold when the round starts; nothing is
    pushed during the pass) answers every training prompt ``rollout.n`` times through the feedback agent loop,
-   shard by shard, into the :class:`~drift_verl.store.TrajectoryStore` (resumable, reused when it matches);
+   into the :class:`~drift_verl.store.TrajectoryStore`, a few shards in flight, each written whole (resumable,
+   reused when it matches);
 2. weights: returns and group-normalised importance weights (:mod:`drift_verl.weights`), with diagnostics;
 3. update: ``drift.epochs`` passes of weighted SFT over the store, streamed shard by shard, each mini-batch one
    ``update_actor`` call with the ``drift`` policy loss (:mod:`drift_verl.loss`).
