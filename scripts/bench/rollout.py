@@ -14,6 +14,7 @@ Same model, prompts, N, T, per-turn token cap and sampling (temperature 1). The 
 per adjacent pair; the median and range are printed last (target >= 0.9).
 
     python scripts/bench/rollout.py                   # tiny task, reference policy, 64 prompts x 8, 2 pairs
+    python scripts/bench/rollout.py --random-model 256,4 --num-prompts 16   # a model whose forward costs more
     python scripts/bench/rollout.py --smoke           # CI: the untrained tiny model, 8 prompts x 2, one pair
 """
 
@@ -113,11 +114,29 @@ def run_bare(args, workdir: Path) -> dict:
     return json.loads(out.read_text())
 
 
+def random_model(hidden: int, layers: int) -> str:
+    """A model whose forward costs more than the tiny one's, so per-step compute, not per-request overhead,
+    sets the pace; built once into the asset cache."""
+    from drift_verl import assets
+
+    path = assets.cache_root() / f"bench_random_{hidden}x{layers}"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix="bench-model-", dir=path.parent))
+        tokenizer = assets.build_tokenizer(tmp)
+        assets.build_model(tmp, vocab_size=len(tokenizer), hidden=hidden, layers=layers)
+        os.replace(tmp, path)
+    return str(path)
+
+
 def main() -> None:
     from drift_verl import assets
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=None, help="default: the embedded reference policy")
+    parser.add_argument("--random-model", default=None, metavar="HIDDEN,LAYERS",
+                        help="instead: a randomly initialised model of that width and depth with the tiny task's "
+                             "tokenizer; it never answers, so every trajectory runs all T turns")
     parser.add_argument("--prompts", default=None, help="RL parquet; default: the embedded task's train split")
     parser.add_argument("--num-prompts", type=int, default=64)
     parser.add_argument("--n", type=int, default=8)
@@ -134,6 +153,9 @@ def main() -> None:
     if args.smoke:
         args.num_prompts, args.n, args.pairs, args.prompts_per_shard = 8, 2, 1, 8
         args.model = args.model or assets.tiny_model()  # no reference build in CI
+    if args.random_model and not args.bare_worker:
+        args.model = random_model(*(int(v) for v in args.random_model.split(",")))
+        sys.argv += ["--model", args.model]  # the bare worker (a subprocess) gets the same model
     args.model = args.model or assets.tiny_reference()
     args.prompts = args.prompts or assets.tiny_train()
     if args.bare_worker:
