@@ -89,17 +89,21 @@ def build_model(out: Path, vocab_size: int, hidden: int = 64, layers: int = 2, s
     model.save_pretrained(out, safe_serialization=True)
 
 
-def tiny_model() -> str:
-    """Path of the tiny model (tokenizer included); built once."""
-    final = asset_path("tiny_model")
+def random_model(final: Path, hidden: int = 64, layers: int = 2) -> str:
+    """A randomly initialised model with the task's tokenizer at ``final``; built once, atomically."""
     with _locked(final):
         if not (final / "config.json").exists():
             tmp = final.with_name(final.name + ".tmp")
             tmp.mkdir(parents=True, exist_ok=True)
             tokenizer = build_tokenizer(tmp)
-            build_model(tmp, vocab_size=len(tokenizer))
+            build_model(tmp, vocab_size=len(tokenizer), hidden=hidden, layers=layers)
             os.replace(tmp, final)
     return str(final)
+
+
+def tiny_model() -> str:
+    """Path of the tiny model (tokenizer included); built once."""
+    return random_model(asset_path("tiny_model"))
 
 
 def _task_file(split: str, rows) -> str:

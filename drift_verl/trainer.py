@@ -193,25 +193,28 @@ class DriftTrainer(PPOTrainerSync):
         window = int(self.drift.shards_in_flight)
         if window < 1:
             raise ValueError(f"drift.shards_in_flight must be >= 1, got {window}")
-        queue, open_shards, submitted = list(missing), {}, {}  # open_shards: shard -> (prompts left, rows)
+        queue, submitted = list(missing), {}
+        running, rows_of = {}, {}  # shard -> its prompts still generating / its rows so far
         shard_of = {index: shard for shard in missing for index in store.shard_prompts(shard)}
         start, trajectories, tokens = time.time(), 0, 0
         with tqdm(total=store.num_shards, initial=store.num_shards - len(missing),
                   desc=f"DRIFT round {round_index} phase 1: rollouts (shards)") as bar:
-            while queue or open_shards:
-                while queue and len(open_shards) < window:
+            while queue or running:
+                while queue and len(running) < window:
                     shard = queue.pop(0)
-                    submitted.update(self._submit(store.shard_prompts(shard)))
-                    open_shards[shard] = [len(store.shard_prompts(shard)), []]
-                oldest = next(iter(open_shards))
-                rows, new_tokens = self._collect(submitted, open_shards[oldest][0])
+                    prompts = store.shard_prompts(shard)
+                    submitted.update(self._submit(prompts))
+                    running[shard], rows_of[shard] = set(prompts), []
+                # as many prompts as the oldest shard still waits for; they may come back from any running shard
+                rows, new_tokens = self._collect(submitted, len(running[next(iter(running))]))
                 tokens += new_tokens
-                for index in {row["index"] for row in rows}:
-                    open_shards[shard_of[index]][0] -= 1
                 for row in rows:
-                    open_shards[shard_of[row["index"]]][1].append(row)
-                for shard in [s for s, (left, _) in open_shards.items() if left == 0]:
-                    shard_rows = sorted(open_shards.pop(shard)[1], key=lambda row: (row["index"], row["sample"]))
+                    shard = shard_of[row["index"]]
+                    running[shard].discard(row["index"])
+                    rows_of[shard].append(row)
+                for shard in [s for s, prompts in running.items() if not prompts]:
+                    del running[shard]
+                    shard_rows = sorted(rows_of.pop(shard), key=lambda row: (row["index"], row["sample"]))
                     for row in shard_rows:
                         del row["index"]
                     store.write_shard(shard, shard_rows)  # store order: prompt, then sample

@@ -114,21 +114,6 @@ def run_bare(args, workdir: Path) -> dict:
     return json.loads(out.read_text())
 
 
-def random_model(hidden: int, layers: int) -> str:
-    """A model whose forward costs more than the tiny one's, so per-step compute, not per-request overhead,
-    sets the pace; built once into the asset cache."""
-    from drift_verl import assets
-
-    path = assets.cache_root() / f"bench_random_{hidden}x{layers}"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix="bench-model-", dir=path.parent))
-        tokenizer = assets.build_tokenizer(tmp)
-        assets.build_model(tmp, vocab_size=len(tokenizer), hidden=hidden, layers=layers)
-        os.replace(tmp, path)
-    return str(path)
-
-
 def main() -> None:
     from drift_verl import assets
 
@@ -154,7 +139,9 @@ def main() -> None:
         args.num_prompts, args.n, args.pairs, args.prompts_per_shard = 8, 2, 1, 8
         args.model = args.model or assets.tiny_model()  # no reference build in CI
     if args.random_model and not args.bare_worker:
-        args.model = random_model(*(int(v) for v in args.random_model.split(",")))
+        hidden, layers = (int(v) for v in args.random_model.split(","))
+        # a forward that costs more than the tiny model's, so per-step compute, not per-request overhead, sets the pace
+        args.model = assets.random_model(assets.cache_root() / f"bench_random_{hidden}x{layers}", hidden, layers)
         sys.argv += ["--model", args.model]  # the bare worker (a subprocess) gets the same model
     args.model = args.model or assets.tiny_reference()
     args.prompts = args.prompts or assets.tiny_train()
