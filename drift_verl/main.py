@@ -13,8 +13,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import verl  # noqa: F401  (loads drift_verl.plugin like every verl process does)
-from drift_verl import platform_cpu
-from drift_verl.ray_watchdog import ResourceWatchdog
+from drift_verl.health import PREFIX, HealthConfig, JobMonitor
+from drift_verl.platform import cpu as platform_cpu
 
 RECIPES = ("grpo", "drift")
 
@@ -24,6 +24,13 @@ class StartupError(SystemExit):
 
     def __init__(self, message: str):
         super().__init__(f"drift-verl: {message}")
+
+
+class JobFailed(SystemExit):
+    """A part of the running job died or wedged: one line naming it and its log, exit status 1."""
+
+    def __init__(self, line: str):
+        super().__init__(PREFIX + line)
 
 
 def check_recipe(config: DictConfig) -> str:
@@ -55,14 +62,19 @@ def run(config: DictConfig) -> None:
     check_platform(config)
     from verl.trainer.main_ppo import main as verl_main
 
-    timeout = OmegaConf.select(config, "drift.ray_startup_timeout_s", default=120)
-    with ResourceWatchdog(timeout) as watchdog:
+    try:
+        health = HealthConfig.from_section(OmegaConf.select(config, "drift.health", default=None))
+    except ValueError as error:
+        raise StartupError(str(error)) from None
+    with JobMonitor(health) as monitor:
         try:
             verl_main.__wrapped__(config)  # verl's own main body: auto_set_device, validate_config, run_ppo
-        except KeyboardInterrupt:
-            if watchdog.error:
-                raise StartupError(watchdog.error) from None
-            raise
+        except BaseException as error:  # the monitor's interrupt, or an error from a part of the job that died
+            line = monitor.diagnose(error)
+            if line is None:
+                raise
+            monitor.shut_down_ray()
+            raise JobFailed(line) from None
 
 
 @hydra.main(config_path="pkg://drift_verl.recipes", config_name="drift_main", version_base=None)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from drift_verl import assets, platform_cpu
+from drift_verl import assets
+from drift_verl.platform import cpu as platform_cpu
 from drift_verl.import_hooks import when_imported
 
 _CLI_PLATFORM = re.compile(r"^\+{0,2}platform=(\w+)$")
@@ -55,6 +56,17 @@ def check_search_path_plugin(argv: list[str]) -> None:
         )
 
 
+def monitor_main_ppo(argv: list[str]) -> None:
+    """The driver of ``python -m verl.trainer.main_ppo +recipe=...`` gets the job monitor that
+    ``drift_verl.main`` runs (default ``drift.health`` bounds): a dead engine or actor ends the job."""
+    if not argv or not argv[0].endswith(os.path.join("verl", "trainer", "main_ppo.py")):
+        return
+    if any(_CLI_RECIPE.match(arg) for arg in argv[1:]):
+        from drift_verl.health import HealthConfig, JobMonitor
+
+        JobMonitor(HealthConfig(), announce=True).__enter__()  # a daemon thread for the life of the process
+
+
 def _register_trainer(_module) -> None:
     import drift_verl.trainer  # noqa: F401  (@register_trainer("drift"))
 
@@ -67,6 +79,7 @@ def _register_loss(core_algos) -> None:
 
 def register() -> None:
     check_search_path_plugin(sys.argv)
+    monitor_main_ppo(sys.argv)
     # verl's registries live in modules that are slow to import: register when verl imports them
     when_imported("verl.trainer.ppo.core_algos", _register_loss)
     when_imported("verl.trainer.ppo.v1.trainer_base", _register_trainer)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -31,8 +32,16 @@ def run_job(argv: list[str], workdir: Path, timeout: int = 900):
     metrics = workdir / "metrics.jsonl"
     env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(metrics), RAY_DEDUP_LOGS="0", PYTHONUNBUFFERED="1")
     start = time.time()
-    proc = subprocess.run([sys.executable, *argv], cwd=workdir, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    # its own session, so that a timeout (or the test's) also ends the Ray and vLLM processes it started
+    job = subprocess.Popen([sys.executable, *argv], cwd=workdir, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = job.communicate(timeout=timeout)
+    except BaseException:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.communicate()
+        raise
+    proc = subprocess.CompletedProcess(job.args, job.returncode, stdout, stderr)
     (workdir / "job.log").write_text(proc.stdout + proc.stderr)
     wall = time.time() - start
     return proc, (read_metrics(metrics) if metrics.exists() else {}), wall

@@ -38,6 +38,7 @@ from verl.utils.tracking import Tracking
 from verl.workers.utils.padding import left_right_2_no_padding
 
 from drift_verl import plots
+from drift_verl.health import HealthConfig, bound_replay_buffer, bounded
 from drift_verl.batch import padded_batch
 from drift_verl.metrics import multi_turn_metrics, validation_summary
 from drift_verl.store import TrajectoryStore, file_identity, returns_and_groups
@@ -63,7 +64,13 @@ class DriftTrainer(PPOTrainerSync):
         # verl polls TransferQueue every 2 s for finished prompts; a rollout shard or a validation pass of a few
         # seconds would wait a second on average for nothing
         buffer.poll_interval = 0.5
+        bound_replay_buffer(buffer, self.health.rollout_stall_timeout_s)
         return buffer
+
+    def _sync_weights(self) -> None:
+        """Push the actor's weights into the rollout replicas; bounded: a dead replica would make it wait forever."""
+        bounded("the weight sync into the vLLM rollout servers", self.health.weight_sync_timeout_s,
+                "weight_sync_timeout_s", self.checkpoint_manager.update_weights, self.global_steps)
 
     def _add_prompts_to_generate(self, num_prompts: int) -> int:
         # The replay buffer calls this to replace failed rollout groups with fresh dataloader prompts, which
@@ -74,6 +81,10 @@ class DriftTrainer(PPOTrainerSync):
     @property
     def drift(self):
         return self.config.drift
+
+    @property
+    def health(self) -> HealthConfig:
+        return HealthConfig.from_section(self.drift.get("health"))
 
     @property
     def mini_batch_size(self) -> int:
@@ -359,7 +370,7 @@ class DriftTrainer(PPOTrainerSync):
 
     def _validate_current(self) -> dict:
         """verl's validation (multi-turn, same agent loop) on the current weights."""
-        self.checkpoint_manager.update_weights(self.global_steps)
+        self._sync_weights()
         metrics = self._validate()
         self.validation_history.append((self.global_steps, metrics))
         return metrics
@@ -381,7 +392,7 @@ class DriftTrainer(PPOTrainerSync):
             self.logger.log(data=self._validate_current(), step=0)
         for round_index in range(self.global_steps // self._round_start(1), int(self.drift.rounds)):
             # the replicas now hold the current policy: this round's frozen reference
-            self.checkpoint_manager.update_weights(self.global_steps)
+            self._sync_weights()
             store = self._phase_rollouts(round_index)
             weights = self._phase_weights(store, round_index)
             self._phase_update(store, weights, round_index)

@@ -22,6 +22,13 @@ SMALL_TASK = [
 ]
 
 
+def pytest_collection_modifyitems(items):
+    """Every end-to-end test has a pytest-timeout: a hang must fail one test, not spend CI's whole budget."""
+    untimed = [item.nodeid for item in items if item.get_closest_marker("e2e") and not item.get_closest_marker("timeout")]
+    if untimed:
+        raise pytest.UsageError(f"e2e tests without @pytest.mark.timeout: {untimed}")
+
+
 @pytest.fixture(scope="session")
 def tiny_model_path() -> str:
     from drift_verl import assets

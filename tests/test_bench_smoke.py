@@ -29,6 +29,7 @@ def test_update_smoke():  # builds verl's FSDP actor in its process: about 20 s 
 
 
 @pytest.mark.e2e
+@pytest.mark.timeout(1200)
 def test_rollout_smoke():  # a DRIFT job (Ray, vLLM server) and a bare vLLM loop: about 3 minutes on 2 cores
     last = _run("rollout.py", timeout=900).strip().splitlines()[-1]
     assert re.fullmatch(r"ratio drift/bare generated tokens/s: median [\d.]+ \(range [\d.]+-[\d.]+, "

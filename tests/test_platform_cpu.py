@@ -8,7 +8,7 @@ import textwrap
 import pytest
 import torch
 
-from drift_verl import platform_cpu
+from drift_verl.platform import cpu as platform_cpu
 
 
 def test_device_id_is_cpu_for_torch_and_zero_in_fstrings():

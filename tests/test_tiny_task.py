@@ -53,6 +53,7 @@ def test_demonstrations_are_noisy_multi_turn_and_end_at_the_first_correct_answer
 
 
 @pytest.mark.e2e
+@pytest.mark.timeout(900)
 def test_reference_warm_start_runs_verl_sft_and_exports_a_model(tmp_path, tiny_model_path):
     """verl's SFT trainer (torchrun, cpu platform) on the demonstrations, shortened to a few steps."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -15,7 +15,7 @@ from transformers import AutoTokenizer
 from tests.conftest import FIXTURES, SMALL_TASK, read_metrics, run_job, tail
 from tests.fixtures.chaos_verifier import expected_reward
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 N, PROMPTS = 4, 64
 DRIFT = [
@@ -106,20 +106,57 @@ def test_store_is_reused_by_a_beta_sweep(drift_run, tmp_path):
     assert step0["drift/weights/max"] != first[0]["drift/weights/max"]
 
 
-def _kill_when(argv: list[str], workdir: Path, ready, metrics_file: str) -> None:
-    """Start a run and SIGKILL it (driver, Ray and vLLM processes) as soon as ``ready()`` holds."""
-    env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(workdir / metrics_file))
-    job = subprocess.Popen([sys.executable, *argv], cwd=workdir, env=env, start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
+def _engine_pids() -> list[int]:
+    """The vLLM engine-core processes on this machine (vLLM titles them ``VLLM::EngineCore``)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "cmdline").read_bytes().startswith(b"VLLM::EngineCore"):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _run_until_engine_dies(argv: list[str], workdir: Path, name: str, kill_when=None, env=None):
+    """Run a job in which the vLLM engine dies: killed here (SIGKILL) once ``kill_when()`` holds, or by the fault
+    fixture (``env``). Returns (exit code, output, seconds from the engine's death to the job's exit)."""
+    log = workdir / f"{name}.log"
+    env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(workdir / f"{name}.jsonl"), **(env or {}))
+    with open(log, "w") as out:
+        job = subprocess.Popen([sys.executable, *argv], cwd=workdir, env=env, start_new_session=True,
+                               stdout=out, stderr=subprocess.STDOUT)
+    killed_at = None
     try:
-        while time.time() < deadline and not ready():
-            assert job.poll() is None, "run ended before it could be killed"
+        deadline = time.time() + 600
+        while job.poll() is None and time.time() < deadline:
+            if kill_when is not None and killed_at is None and kill_when():
+                pids = _engine_pids()
+                assert pids, "no vLLM engine process to kill"
+                for pid in pids:
+                    os.kill(pid, signal.SIGKILL)
+                killed_at = time.time()
             time.sleep(0.5)
+        ended_at = time.time()
+        assert job.poll() is not None, f"the job did not end within 600 s; see {log}"
     finally:
-        os.killpg(job.pid, signal.SIGKILL)
-        job.wait()
-        subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True)
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait()
+    if killed_at is None:
+        mark = workdir / f"{name}.killed_at"
+        assert mark.exists(), f"the fault was never injected; see {log}"
+        killed_at = float(mark.read_text())
+    return job.returncode, log.read_text(), ended_at - killed_at
+
+
+def _assert_ended_by_the_monitor(code: int, output: str, seconds: float) -> None:
+    """Non-zero, within the bound, and the last line names the dead engine and a log file that exists."""
+    assert code != 0, output[-3000:]
+    assert seconds < 60, f"the job took {seconds:.0f} s to end after the engine died"
+    last = [line for line in output.splitlines() if line.startswith("drift-verl: job failed:")][-1]
+    assert "the vLLM engine of rollout server vllm_server_0_0 is dead" in last, last
+    assert Path(last.rsplit("log: ", 1)[1]).is_file(), last
 
 
 def test_iterative_rounds_use_the_updated_policy_as_reference(tmp_path):
@@ -146,19 +183,26 @@ def test_iterative_rounds_use_the_updated_policy_as_reference(tmp_path):
     assert metrics[steps_per_round]["drift/rollout/new_trajectories"] == 16 * N  # round 1 rolled out anew
 
 
-def test_killed_rollout_then_killed_training_resume_without_loss_or_duplication(tmp_path):
-    """The first kill lands mid-rollout, the second after the first checkpoint; each re-run goes on from there."""
+@pytest.mark.timeout(1500)
+def test_dead_engine_ends_the_job_in_rollout_and_in_weight_sync_and_reruns_resume_without_loss(tmp_path):
+    """The engine dies mid-rollout (killed), then in the weight sync after the first checkpoint (fault fixture);
+    each time the job ends itself with one line, and each re-run goes on from the store / checkpoint."""
     store_root = tmp_path / "store"
     checkpoints = tmp_path / "checkpoints" / "drift_verl" / "drift_tiny"
     argv = [*DRIFT, f"drift.store_dir={store_root}", "drift.max_prompts=32", "drift.prompts_per_shard=4",
-            "trainer.save_freq=4", "trainer.val_before_train=false", "trainer.test_freq=-1"]
-    _kill_when(argv, tmp_path, lambda: len(list(store_root.glob("*/shard-*.parquet"))) >= 2, "kill1.jsonl")
+            "trainer.save_freq=4", "trainer.test_freq=4", "trainer.val_before_train=false"]
+    result = _run_until_engine_dies(argv, tmp_path, "kill1",
+                                    kill_when=lambda: len(list(store_root.glob("*/shard-*.parquet"))) >= 2)
+    _assert_ended_by_the_monitor(*result)
     store, _ = _store_rows(store_root)
     kept = {p: p.read_bytes() for p in store.glob("shard-*.parquet")}
-    assert 2 <= len(kept) < 8, "the first kill should land mid-rollout"
+    assert 2 <= len(kept) < 8, "the engine should die mid-rollout"
 
-    _kill_when(argv, tmp_path, lambda: (checkpoints / "latest_checkpointed_iteration.txt").exists(), "kill2.jsonl")
-    assert (checkpoints / "latest_checkpointed_iteration.txt").read_text().strip() == "4"
+    tracker = checkpoints / "latest_checkpointed_iteration.txt"
+    fault = {"PYTHONPATH": os.pathsep.join([str(FIXTURES / "faults"), os.environ.get("PYTHONPATH", "")]),
+             "DRIFT_FAULT_KILL_ENGINE_AFTER": str(tracker), "DRIFT_FAULT_MARK": str(tmp_path / "kill2.killed_at")}
+    _assert_ended_by_the_monitor(*_run_until_engine_dies(argv, tmp_path, "kill2", env=fault))
+    assert tracker.read_text().strip() == "4"
     second = read_metrics(tmp_path / "kill2.jsonl")
     assert second[0]["drift/rollout/reused_shards"] == len(kept)
     assert second[0]["drift/rollout/new_trajectories"] == (32 - 4 * len(kept)) * N

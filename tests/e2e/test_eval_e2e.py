@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import SMALL_TASK, run_job, tail
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 TURNS, PROMPTS = 3, 8
 
