@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from drift_verl.answers import extract_boxed
+from drift_verl.safe_io import atomic_path, refuse_overwriting
 
 INSTRUCTION = "Solve the problem step by step. Put the final answer in <answer></answer> tags."
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -173,6 +173,7 @@ def prepare(name: str, source: str, output: str, split: str | None = None, hub_c
     """Convert ``source`` into ``output`` (written atomically; not written when no row survives)."""
     import pandas as pd
 
+    refuse_overwriting(output, [source])
     spec = SOURCES[name]
     split = split or split_from_file_name(source) or spec.split
     if hub_config is None and source == spec.hub_name:
@@ -183,11 +184,8 @@ def prepare(name: str, source: str, output: str, split: str | None = None, hub_c
         print(f"{source}: skipped {prompt_id}: {reason}", file=sys.stderr)
     report.written = len(rows)
     if rows:
-        out = Path(output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        pd.DataFrame(rows).to_parquet(tmp, index=False)
-        os.replace(tmp, out)
+        with atomic_path(output) as tmp:
+            pd.DataFrame(rows).to_parquet(tmp, index=False)
     subset = f"; {report.outside_subset} rows outside the subset" if report.outside_subset else ""
     summary = f"{name}: wrote {report.written} rows to {output}; skipped {len(report.bad)} bad rows{subset}"
     print(summary, file=sys.stderr)

@@ -17,7 +17,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from drift_verl import plots
+from drift_verl import plots, safe_io
 from drift_verl.main import StartupError, run
 from drift_verl.metrics import metrics_from_info
 
@@ -81,8 +81,13 @@ def prepare(config: DictConfig) -> tuple[dict[str, Benchmark], Path]:
     files = _as_list(spec.benchmarks) or _as_list(config.data.val_files)
     if not files:
         raise StartupError("no benchmarks: set eval.benchmarks=[a.parquet,...] (or data.val_files)")
-    benchmarks = read_benchmarks(files, _as_list(spec.choice_sources))
     output = Path(spec.output_dir).resolve()
+    for written in ("eval.json", "eval.md", "accuracy_by_turn.png", "generations"):  # generations/ is cleared
+        try:
+            safe_io.refuse_overwriting(output / written, files, what="eval.output_dir file")
+        except safe_io.OutputOverInput as error:
+            raise StartupError(str(error)) from None
+    benchmarks = read_benchmarks(files, _as_list(spec.choice_sources))
     checkpoint = spec.checkpoint
     if checkpoint is not None:
         checkpoint = Path(checkpoint).resolve()
@@ -176,8 +181,8 @@ def markdown(report: dict) -> str:
 def write_report(report: dict, output: Path) -> dict[str, Path]:
     output.mkdir(parents=True, exist_ok=True)
     paths = {"json": output / "eval.json", "markdown": output / "eval.md", "plot": output / "accuracy_by_turn.png"}
-    paths["json"].write_text(json.dumps(report, indent=2))
-    paths["markdown"].write_text(markdown(report))
+    safe_io.write_text(paths["json"], json.dumps(report, indent=2))
+    safe_io.write_text(paths["markdown"], markdown(report))
     results = {f"{name} ({b['kind']})": b["metrics"] for name, b in report["benchmarks"].items()}
     plots.benchmark_turn_plot(results, report["max_turns"], paths["plot"])
     return paths

@@ -10,42 +10,21 @@ The trajectory's return (:mod:`drift_verl.weights`) is the reward, so GRPO and D
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
-import threading
 from typing import Any
 from uuid import uuid4
 
+from omegaconf import OmegaConf
 from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, register
-from verl.trainer.ppo.reward import get_custom_reward_fn
 
 from drift_verl.answers import get_parser, normalize
 from drift_verl.metrics import solved_turn, trajectory_info
+from drift_verl.verifier import VerifierFailed, shared_pool
 from drift_verl.weights import FORMAT_PENALTY, trajectory_return
 
 logger = logging.getLogger(__name__)
-
-
-
-def _in_own_thread(loop: asyncio.AbstractEventLoop, fn) -> asyncio.Future:
-    """Run ``fn`` in a fresh daemon thread. Not a shared pool: verifiers that hang would occupy its workers and
-    make healthy calls queue into their timeouts. A hung thread is abandoned (threads cannot be killed)."""
-    future = loop.create_future()
-
-    def settle(setter, value):
-        if not future.done():  # already cancelled by the timeout
-            setter(value)
-
-    def target():
-        try:
-            result = fn()
-        except BaseException as error:  # noqa: BLE001  (delivered to the awaiting coroutine)
-            loop.call_soon_threadsafe(settle, future.set_exception, error)
-        else:
-            loop.call_soon_threadsafe(settle, future.set_result, result)
-
-    threading.Thread(target=target, name="drift-verifier", daemon=True).start()
-    return future
 
 
 def feedback_message(mode: str, text: str, turn: int, max_turns: int, answer: str | None) -> str:
@@ -69,20 +48,25 @@ class FeedbackAgentLoop(AgentLoopBase):
         self.parse = get_parser(str(env.answer_format))
         self.turn_max_tokens = env.get("turn_max_tokens")
         self.verifier_timeout = float(env.verifier_timeout_s)
+        self.verifier_pool = shared_pool(int(env.verifier_workers), int(env.verifier_memory_mb))
         self.gamma = float(self.config.drift.gamma)
         self.repetition_coef = float(self.config.drift.repetition_coef)
         self.response_length = self.rollout_config.response_length
-        self.verifier = get_custom_reward_fn(self.config)
-        if self.verifier is None:
+        verifier = self.config.reward.get("custom_reward_function") or {}
+        if not verifier.get("path"):
             raise ValueError("drift_feedback needs a verifier: set reward.custom_reward_function.path/name")
+        kwargs = OmegaConf.to_container(OmegaConf.create(dict(verifier.get("reward_kwargs") or {})), resolve=True)
+        self.verifier = (str(verifier.path), str(verifier.name), kwargs)
 
     async def _score(self, data_source, text, ground_truth, extra_info) -> tuple[float, bool]:
-        """(reward, verifier_ok). A verifier that raises or exceeds the timeout scores 0."""
-        call = lambda: self.verifier(data_source, text, ground_truth, extra_info)  # noqa: E731
+        """(reward, verifier_ok). A verifier that raises, runs past its time or memory, or crashes scores 0."""
+        path, name, kwargs = self.verifier
+        call = functools.partial(self.verifier_pool.call, path, name, (data_source, text, ground_truth, extra_info),
+                                 kwargs, self.verifier_timeout)
         try:
-            result = await asyncio.wait_for(_in_own_thread(asyncio.get_running_loop(), call), self.verifier_timeout)
-        except Exception as error:  # noqa: BLE001  (any verifier failure must not crash the rollout)
-            logger.warning("verifier failed (%s: %s); scoring 0", type(error).__name__, error)
+            result = await asyncio.get_running_loop().run_in_executor(None, call)
+        except VerifierFailed as error:
+            logger.warning("verifier failed (%s); scoring 0", error)
             return 0.0, False
         score = result.get("score", 0.0) if isinstance(result, dict) else result
         return float(score), True

@@ -27,12 +27,14 @@ import time
 import urllib.error
 import urllib.request
 
+from drift_verl.errors import ClearError
+
 PREFIX = "drift-verl: job failed: "
 _ROLLOUT_SERVER = re.compile(r"^vllm_server_\d+_\d+")
 _ON_PURPOSE = {"RAY_KILL", "OUT_OF_SCOPE", "REF_DELETED"}
 
 
-class Stalled(TimeoutError):
+class Stalled(ClearError, TimeoutError):
     """A wait inside the trainer that exceeded its ``drift.health`` bound; the message names the wait."""
 
 
@@ -226,12 +228,13 @@ class JobMonitor:
         return None
 
     def diagnose(self, error: BaseException) -> str | None:
-        """The line for a run that ended with ``error``: what the monitor found, a :class:`Stalled` wait, or (for
-        an error raised by a Ray task or actor) a part of the job found dead now. None: not a failure of ours."""
+        """The line for a run that ended with ``error``: what the monitor found, a :class:`ClearError` (a stalled
+        wait, a damaged store, ...) raised anywhere in the job, or (for another error raised by a Ray task or
+        actor) a part of the job found dead now. None: no such failure; the error speaks for itself."""
         if self.error:
             return self.error
         cause = getattr(error, "cause", None) or error
-        if isinstance(cause, Stalled):
+        if isinstance(cause, ClearError):
             return str(cause)
         if type(error).__module__.startswith("ray.") or isinstance(error, KeyboardInterrupt):
             return self.check()

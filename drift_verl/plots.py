@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from drift_verl.safe_io import atomic_path
+
 
 def _pyplot():
     import matplotlib
@@ -18,8 +20,8 @@ def _pyplot():
 
 def _save(plt, figure, path: Path) -> Path:
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=100, format="png")
     plt.close(figure)
     return path
 

@@ -23,6 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from drift_verl.errors import ClearError
+
 SCHEMA = pa.schema(
     [
         ("prompt_id", pa.string()),
@@ -47,12 +49,89 @@ def fingerprint(spec: dict) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def file_identity(path: str) -> dict:
-    """Name and sizes of a file or a model directory's files: cheap, and changes when the weights change."""
+HASH_CHUNK = 1 << 20
+
+
+def _hash_cache_file() -> Path:
+    return Path(os.environ.get("DRIFT_VERL_CACHE", Path.home() / ".cache" / "drift_verl")) / "content_hashes.json"
+
+
+def _file_digest(path: Path, cache: dict) -> str:
+    """sha256 of a file's bytes, read in chunks; remembered by (path, size, mtime) so a big file is read once."""
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    if key not in cache:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            while chunk := handle.read(HASH_CHUNK):
+                digest.update(chunk)
+        cache[key] = digest.hexdigest()
+    return cache[key]
+
+
+def content_identity(path: str) -> str:
+    """The content of a file, or of a folder's files (names relative to it, and bytes), as one sha256: equal for
+    copies anywhere, different when any byte changes. A path that does not exist here (a hub model name) is
+    identified by its name."""
     target = Path(path)
-    if target.is_dir():
-        return {p.name: p.stat().st_size for p in sorted(target.iterdir()) if p.is_file()}
-    return {target.name: target.stat().st_size} if target.exists() else {"missing": str(path)}
+    if not target.exists():
+        return f"name:{path}"
+    cache_file = _hash_cache_file()
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    files = [target] if target.is_file() else sorted(
+        p for p in target.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(target).parts))
+    combined = hashlib.sha256()
+    for file in files:
+        combined.update(f"{file.relative_to(target) if file != target else ''}\0{_file_digest(file, cache)}\0".encode())
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(cache))
+    os.replace(tmp, cache_file)
+    return combined.hexdigest()
+
+
+def module_file(path: str) -> str:
+    """The file behind a ``pkg://package.module`` path (verl's custom_reward_function convention), else ``path``."""
+    if not path.startswith("pkg://"):
+        return path
+    import importlib.util
+
+    spec = importlib.util.find_spec(path.removeprefix("pkg://"))
+    return spec.origin if spec and spec.origin else path
+
+
+def rollout_spec(config, reference, round_index: int) -> dict:
+    """Everything that shapes a round's rollouts, for the store's fingerprint: the reference policy (``reference``:
+    its content, or the checkpoint that ended the previous round), its tokenizer, the data's content, N, sampling,
+    lengths and the environment (its settings and the verifier's code); not beta/gamma, and no file paths, so a
+    copied model or data file finds the same store and a retrained one at the same path a new one."""
+    from omegaconf import OmegaConf
+
+    rollout, model = config.actor_rollout_ref.rollout, config.actor_rollout_ref.model
+    train_files = config.data.train_files
+    train_files = [train_files] if isinstance(train_files, str) else list(train_files)
+    verifier = OmegaConf.to_container(config.reward.custom_reward_function, resolve=True)
+    env = OmegaConf.to_container(config.drift.env, resolve=True)
+    env.pop("verifier_workers", None)  # how many processes verify does not change a verdict
+    return {
+        "reference": reference,
+        "tokenizer": content_identity(model.tokenizer_path) if model.get("tokenizer_path") else "with the model",
+        "chat_template": model.get("custom_chat_template"),
+        "data": [content_identity(str(f)) for f in train_files],
+        "n": rollout.n,
+        "sampling": {k: rollout.get(k) for k in ("temperature", "top_p", "top_k", "dtype")},
+        "lengths": [config.data.max_prompt_length, config.data.max_response_length],
+        "env": env,
+        "verifier": {**verifier, "path": content_identity(module_file(verifier["path"])) if verifier.get("path") else None},
+        "round": round_index,
+    }
+
+
+class StoreError(ClearError, ValueError):
+    """A store file that cannot be trusted; the message names it and says what to do."""
 
 
 @dataclass
@@ -69,9 +148,15 @@ class TrajectoryStore:
         manifest = self.dir / "manifest.json"
         expected = {"spec": self.spec, "num_prompts": self.num_prompts, "prompts_per_shard": self.prompts_per_shard}
         if manifest.exists():
-            found = json.loads(manifest.read_text())
-            if {k: found.get(k) for k in expected} != json.loads(json.dumps(expected, default=str)):
-                raise ValueError(f"{manifest}: store was made with a different configuration; remove the folder")
+            try:
+                found = json.loads(manifest.read_text())
+            except ValueError as error:
+                raise StoreError(f"{manifest}: not a readable manifest ({error}); the store cannot be identified: "
+                                 f"remove the folder {self.dir} to roll out anew") from None
+            if not isinstance(found, dict) or (
+                    {k: found.get(k) for k in expected} != json.loads(json.dumps(expected, default=str))):
+                raise StoreError(f"{manifest}: this store was made with another configuration than its folder name "
+                                 f"says (a foreign or edited manifest); remove the folder {self.dir} to roll out anew")
         else:
             tmp = manifest.with_suffix(".tmp")
             tmp.write_text(json.dumps(expected, indent=2, default=str))
@@ -108,6 +193,26 @@ class TrajectoryStore:
     def read_shard(self, index: int, columns: list[str] | None = None) -> pa.Table:
         with pq.ParquetFile(self.shard_path(index)) as shard:  # lighter than pq.read_table for one file
             return shard.read(columns=columns)
+
+    def verify(self, samples_per_prompt: int) -> None:
+        """Every shard is present, a readable parquet file of the store's schema, with ``samples_per_prompt``
+        rows per prompt; else :class:`StoreError` naming the shard. Run before a store is trained on."""
+        for index in range(self.num_shards):
+            path = self.shard_path(index)
+            if not path.exists():
+                raise StoreError(f"{path}: missing; re-run the same command to roll it out (before the round's "
+                                 "training started), or restore it")
+            try:
+                with pq.ParquetFile(path) as shard:
+                    schema, rows = shard.schema_arrow, shard.metadata.num_rows
+            except Exception as error:  # truncated or overwritten file: pyarrow raises several kinds
+                raise StoreError(f"{path}: not a readable parquet shard ({type(error).__name__}: {error}); delete it "
+                                 "and re-run the same command to roll it out again") from None
+            expected = len(self.shard_prompts(index)) * samples_per_prompt
+            if not schema.equals(SCHEMA) or rows != expected:
+                raise StoreError(f"{path}: expected {expected} trajectories of the store's schema, found {rows}"
+                                 f"{'' if schema.equals(SCHEMA) else ' with another schema'}; delete it and re-run "
+                                 "the same command to roll it out again")
 
     def shard_sizes(self) -> list[int]:
         return [pq.ParquetFile(self.shard_path(i)).metadata.num_rows for i in range(self.num_shards)]

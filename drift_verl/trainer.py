@@ -41,7 +41,7 @@ from drift_verl import plots
 from drift_verl.health import HealthConfig, bound_replay_buffer, bounded
 from drift_verl.batch import padded_batch
 from drift_verl.metrics import multi_turn_metrics, validation_summary
-from drift_verl.store import TrajectoryStore, file_identity, returns_and_groups
+from drift_verl.store import TrajectoryStore, content_identity, returns_and_groups, rollout_spec
 from drift_verl.weights import WeightConfig, diagnostics, group_codes, trajectory_weights
 
 TRAIN_COLUMNS = ["prompt_ids", "response_ids", "response_mask", "turn_spans"]
@@ -115,25 +115,12 @@ class DriftTrainer(PPOTrainerSync):
         return path
 
     def _store(self, round_index: int) -> TrajectoryStore:
-        """The round's store; its fingerprint covers everything that shapes the rollouts, not beta/gamma."""
-        rollout = self.config.actor_rollout_ref.rollout
-        train_files = self.config.data.train_files
-        train_files = [train_files] if isinstance(train_files, str) else list(train_files)
+        """The round's store, named by a fingerprint of everything that shapes its rollouts (not beta/gamma)."""
         if round_index == 0:
-            reference = file_identity(self.config.actor_rollout_ref.model.path)
+            reference = content_identity(self.config.actor_rollout_ref.model.path)
         else:  # the policy that ended the previous round, identified by its checkpoint
             reference = {"run": str(self._run_dir().resolve()), "step": self.global_steps}
-        spec = {
-            "reference": reference,
-            "model": self.config.actor_rollout_ref.model.path,
-            "data": {str(f): file_identity(str(f)) for f in train_files},
-            "n": rollout.n,
-            "sampling": {k: rollout.get(k) for k in ("temperature", "top_p", "top_k")},
-            "lengths": [self.config.data.max_prompt_length, self.config.data.max_response_length],
-            "env": OmegaConf.to_container(self.drift.env, resolve=True),
-            "verifier": OmegaConf.to_container(self.config.reward.custom_reward_function, resolve=True),
-            "round": round_index,
-        }
+        spec = rollout_spec(self.config, reference, round_index)
         return TrajectoryStore(self.drift.store_dir, spec, self.num_prompts, int(self.drift.prompts_per_shard))
 
     # ------------------------------------------------------------------ phase 1
@@ -232,6 +219,7 @@ class DriftTrainer(PPOTrainerSync):
                     trajectories += len(shard_rows)
                     bar.update(1)
         wall = time.time() - start
+        store.verify(int(self.config.actor_rollout_ref.rollout.n))  # never train on a damaged store
         stats = self._rollout_quality(store)
         stats.update(
             {

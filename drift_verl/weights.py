@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from drift_verl.safe_io import OutputOverInput, atomic_path, refuse_overwriting
+
 FORMAT_PENALTY = -0.1  # added per turn with no parseable answer
 REPETITION_COEF = 0.5  # lambda
 WEIGHTINGS = ("drift", "uniform", "rejection")
@@ -270,7 +272,9 @@ def _read_jsonl(path: str) -> Iterable[tuple[int, dict]]:
 
 
 def weigh_jsonl(in_path: str, out_path: str, config: WeightConfig) -> dict:
-    """Two streaming passes: returns and group ids, then the rows again with ``return`` and ``weight``."""
+    """Two streaming passes: returns and group ids, then the rows again with ``return`` and ``weight`` (into a
+    temporary file renamed onto ``out_path`` when complete; ``out_path`` may not be ``in_path``)."""
+    refuse_overwriting(out_path, [in_path])
     returns, prompt_ids, solved = [], [], []
     for line_no, row in _read_jsonl(in_path):
         prompt_id, rewards, penalty, answers = parse_reference_row(row, f"{in_path}:{line_no}")
@@ -281,7 +285,7 @@ def weigh_jsonl(in_path: str, out_path: str, config: WeightConfig) -> dict:
         raise WeightInputError(f"{in_path}: no rows")
     groups = group_codes(prompt_ids)
     weights = group_weights(np.array(returns), groups, config)
-    with open(out_path, "w") as out:
+    with atomic_path(out_path) as tmp, open(tmp, "w") as out:
         for index, (_, row) in enumerate(_read_jsonl(in_path)):
             row["return"] = returns[index]
             row["weight"] = float(weights[index])
@@ -302,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = WeightConfig(args.gamma, args.beta, args.repetition_coef, args.normalization, args.cap)
         stats = weigh_jsonl(args.input, args.output, config)
-    except (WeightInputError, OSError) as error:
+    except (WeightInputError, OutputOverInput, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     stats.pop("weights/histogram")

@@ -3,9 +3,9 @@
 Accepts the paper's ``<answer>...</answer>`` and ``\\boxed{}`` (``answer_format`` in ``reward_kwargs`` picks
 one; default: either) and equivalent forms (``\\frac{1}{2}`` = ``0.5`` = ``1/2``, ``\\dfrac``, ``\\left(``, sets
 in any order), ignoring ``$...$`` / ``\\(...\\)`` / ``\\[...\\]`` delimiters, percent signs, thousands commas and a
-plain-text unit after a number. Each call is bounded by ``timeout_s`` seconds (math-verify's own signal-based
-timeout only works in the main thread, and verl calls this from executor threads): a verifier that hangs
-scores 0.
+plain-text unit after a number. Each call is bounded by ``timeout_s`` seconds and a memory cap in a verifier
+worker process (:mod:`drift_verl.verifier`; math-verify's own signal-based timeout only works in the main
+thread, and a huge literal or power tower holds the GIL in C code): such an answer scores 0.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from functools import lru_cache
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
+from drift_verl.verifier import VerifierFailed, isolated
 from reward_fns._answer import extract
-from reward_fns._timeout import call_with_timeout
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def _bare(expression: str) -> str:
 
 def _parse(expression: str) -> list:
     """math-verify's parse of one bare expression (boxed, so any LaTeX inside is taken whole)."""
-    # timeouts off: signals do not work outside the main thread; call_with_timeout bounds the whole call
+    # timeouts off: signals do not work outside the main thread; drift_verl.verifier bounds the whole call
     return parse(f"\\boxed{{{_bare(expression)}}}", EXTRACTION, parsing_timeout=None)
 
 
@@ -60,7 +60,7 @@ def compute_score(
     if answer is None:
         return 0.0
     try:
-        return 1.0 if call_with_timeout(equivalent, timeout_s, answer, str(ground_truth)) else 0.0
-    except TimeoutError:
-        logger.warning("math verifier timed out after %s s on answer %.200r; scoring 0", timeout_s, answer)
+        return 1.0 if isolated(equivalent, timeout_s, answer, str(ground_truth)) else 0.0
+    except VerifierFailed as error:
+        logger.warning("math verifier failed on answer %.200r (%s); scoring 0", answer, error)
         return 0.0

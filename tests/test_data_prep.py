@@ -13,6 +13,7 @@ import reward_fns.gsm8k
 import reward_fns.math
 from drift_verl import data_prep
 from drift_verl.data_prep import INSTRUCTION, main, prepare
+from tests.conftest import FIXTURES
 from tests.real_data import REPO, SAMPLES, copies, read_jsonl
 
 
@@ -176,3 +177,12 @@ def test_command_line(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert f"gsm8k: wrote 30 rows to {out}; skipped 0 bad rows" in proc.stderr
     assert len(pd.read_parquet(out)) == 30
+
+
+def test_output_over_the_input_is_refused(tmp_path, capsys):
+    source = FIXTURES / "data" / "gsm8k_train.jsonl"
+    copy = tmp_path / "g.jsonl"
+    copy.write_bytes(source.read_bytes())
+    assert main(["gsm8k", "--input", str(copy), "--output", str(copy)]) == 2
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert copy.read_bytes() == source.read_bytes()

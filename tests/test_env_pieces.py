@@ -6,7 +6,7 @@ import pytest
 from drift_verl.answers import extract_answer_tag, extract_boxed, extract_gsm8k, get_parser
 from drift_verl.feedback_loop import feedback_message
 from drift_verl.metrics import multi_turn_metrics
-from drift_verl.store import TrajectoryStore, returns_and_groups
+from drift_verl.store import StoreError, TrajectoryStore, returns_and_groups
 from reward_fns.exact import compute_score
 
 
@@ -71,7 +71,7 @@ def test_store_shards_resume_and_fingerprint(tmp_path):
     assert again.dir == store.dir and again.missing_shards() == [1]
     assert not list(store.dir.glob("*.tmp"))
     assert pq.read_table(store.shard_path(0)).num_rows == 4
-    with pytest.raises(ValueError, match="different configuration"):
+    with pytest.raises(StoreError, match="another configuration"):
         TrajectoryStore(tmp_path, spec, num_prompts=4, prompts_per_shard=2)
     other = TrajectoryStore(tmp_path, {**spec, "n": 4}, num_prompts=3, prompts_per_shard=2)
     assert other.dir != store.dir  # another rollout config never mixes with this store

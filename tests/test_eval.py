@@ -199,3 +199,12 @@ def test_validation_logs_give_the_same_metrics():
         assert summary[source].keys() == expected.keys()
         for key, value in expected.items():
             assert summary[source][key] == pytest.approx(value), key
+
+
+def test_outputs_over_a_benchmark_are_refused(bench_files, tmp_path):
+    """eval.json / eval.md / the plot are replaced and generations/ is cleared: a benchmark there is refused."""
+    math, _, _ = bench_files
+    out = tmp_path / "out"
+    for benchmark in (out / "eval.md", out / "generations" / "mine.parquet"):
+        with pytest.raises(StartupError, match="would overwrite the input"):
+            drift_eval.prepare(_compose([f"eval.benchmarks=[{math},{benchmark}]", f"eval.output_dir={out}"]))

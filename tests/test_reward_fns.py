@@ -11,7 +11,6 @@ from verl.trainer.ppo.reward import get_custom_reward_fn
 
 import reward_fns.math
 from reward_fns import choice, exact, gsm8k
-from reward_fns._timeout import call_with_timeout
 from tests.real_data import REPO, copies, read_jsonl
 
 math_score = reward_fns.math.compute_score
@@ -143,28 +142,19 @@ def test_exact_is_the_reference_normalisation():
     assert exact.compute_score("x", "#### 12", "12", answer_format="gsm8k") == 1.0
 
 
-def test_a_hanging_verifier_scores_zero_within_the_timeout(monkeypatch):
-    release = threading.Event()
-    monkeypatch.setattr(reward_fns.math, "verify", lambda *args, **kwargs: release.wait(60))
-    try:
-        start = time.monotonic()
-        with ThreadPoolExecutor(1) as pool:  # as verl's reward loop calls it: not in the main thread
-            score = pool.submit(math_score, "m", "<answer>12345</answer>", "12345", timeout_s=0.5).result(10)
-        assert score == 0.0
-        assert time.monotonic() - start < 3
-    finally:
-        release.set()
+def test_a_hanging_verifier_scores_zero_within_the_timeout():
+    """As verl's reward loop calls it (not in the main thread), on an answer that would keep sympy busy for
+    minutes: bounded by drift_verl.verifier's worker process."""
+    start = time.monotonic()
+    with ThreadPoolExecutor(1) as pool:
+        score = pool.submit(math_score, "m", "<answer>9^{9^{9}}</answer>", "12345", timeout_s=0.5).result(10)
+    assert score == 0.0
+    assert time.monotonic() - start < 3
 
 
 def test_math_verify_works_outside_the_main_thread():
     with ThreadPoolExecutor(1) as pool:
         assert pool.submit(math_score, "m", "<answer>\\frac{2}{4}</answer>", "0.5").result(30) == 1.0
-
-
-def test_call_with_timeout_returns_and_raises():
-    assert call_with_timeout(sum, 5, [1, 2]) == 3
-    with pytest.raises(ZeroDivisionError):
-        call_with_timeout(lambda: 1 / 0, 5)
 
 
 @pytest.mark.parametrize("name", ["math", "gsm8k", "choice", "exact"])

@@ -256,3 +256,24 @@ def test_baseline_weightings_on_the_same_trajectories():
     np.testing.assert_allclose(drift, W.group_weights(returns, groups, W.WeightConfig()))
     with pytest.raises(W.WeightInputError, match="weighting"):
         W.WeightConfig(weighting="greedy")
+
+
+def test_cli_refuses_to_write_over_its_input(tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    _write(src, _reference_rows())
+    before = src.read_bytes()
+    (tmp_path / "link.jsonl").symlink_to(src)
+    for output in (src, tmp_path / "." / "in.jsonl", tmp_path / "link.jsonl"):
+        assert W.main([str(src), str(output)]) == 2
+        assert "would overwrite the input" in capsys.readouterr().err
+    assert src.read_bytes() == before
+
+
+def test_cli_failing_midway_keeps_the_old_output(tmp_path, monkeypatch):
+    src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _write(src, _reference_rows())
+    dst.write_text("the previous output\n")
+    monkeypatch.setattr(W.json, "dumps", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    assert W.main([str(src), str(dst)]) == 2
+    assert dst.read_text() == "the previous output\n"
+    assert [p.name for p in tmp_path.iterdir()] and not list(tmp_path.glob(".*tmp*"))

@@ -77,7 +77,12 @@ def register() -> None:
 
     if not current_platform.is_cpu():
         return
+    from vllm.logger import init_logger
     from vllm.model_executor.layers import utils
 
+    if getattr(utils.dispatch_cpu_unquantized_gemm, "_drift_keeps_weights", False):
+        return
     # linear.py and vocab_parallel_embedding.py import the function from this module at call time
     utils.dispatch_cpu_unquantized_gemm = keep_reloadable_weights(utils.dispatch_cpu_unquantized_gemm)
+    init_logger(__name__).info("drift-verl cpu platform: linear layers use %s on the live weights (vLLM's own "
+                               "choice here: %s)", KEEP_WEIGHTS, detected_gemm_choice())

@@ -9,12 +9,17 @@
   scored by the same verifier; wrong ones get the same feedback message. Timed from the first turn to the last
   (the ``LLM`` construction is not counted either).
 
-Same model, prompts, N, T, per-turn token cap and sampling (temperature 1). The arms alternate
-(drift, bare, bare, drift, ...) and the ratio drift/bare of trajectories/s and of generated tokens/s is taken
-per adjacent pair; the median and range are printed last (target >= 0.9).
+* ``bare-platform``: the bare loop with the ``cpu`` platform's kernel choice in vLLM (``VERL_PLATFORM=cpu``:
+  torch's linear on the live weights, as in every DRIFT run; ``bare`` keeps vLLM's own choice, which differs on
+  AVX-512 and AMX CPUs, see README "Running on CPU"). ``--arms bare,bare-platform`` measures what that costs.
+
+Same model, prompts, N, T, per-turn token cap and sampling (temperature 1). The two ``--arms`` alternate
+(a, b, b, a, ...) and the ratio a/b of trajectories/s and of generated tokens/s is taken per adjacent pair; the
+median and range are printed last (target >= 0.9).
 
     python scripts/bench/rollout.py                   # tiny task, reference policy, 64 prompts x 8, 2 pairs
     python scripts/bench/rollout.py --random-model 256,4 --num-prompts 16   # a model whose forward costs more
+    python scripts/bench/rollout.py --arms bare,bare-platform --pairs 3   # vLLM's kernels vs the platform's
     python scripts/bench/rollout.py --smoke           # CI: the untrained tiny model, 8 prompts x 2, one pair
 """
 
@@ -104,9 +109,12 @@ def drift_rollouts(args, workdir: Path) -> dict:
             "generated_tokens": m["drift/rollout/tokens_per_s"] * m["drift/rollout/wall_s"]}
 
 
-def run_bare(args, workdir: Path) -> dict:
+def run_bare(args, workdir: Path, platform_kernels: bool) -> dict:
     out = workdir / "bare.json"
-    env = dict(os.environ, VLLM_TARGET_DEVICE="cpu", VLLM_CPU_KVCACHE_SPACE="1", TOKENIZERS_PARALLELISM="false")
+    env = {k: v for k, v in os.environ.items() if k != "VERL_PLATFORM"}
+    env.update(VLLM_TARGET_DEVICE="cpu", VLLM_CPU_KVCACHE_SPACE="1", TOKENIZERS_PARALLELISM="false")
+    if platform_kernels:  # drift_verl.platform.vllm_cpu acts in the vLLM process
+        env["VERL_PLATFORM"] = "cpu"
     command = [sys.executable, __file__, "--bare-worker", str(out), *sys.argv[1:]]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
     if proc.returncode != 0:
@@ -129,7 +137,8 @@ def main() -> None:
     parser.add_argument("--turn-tokens", type=int, default=24)
     parser.add_argument("--response-length", type=int, default=192)
     parser.add_argument("--prompts-per-shard", type=int, default=16, help="the recipe's default")
-    parser.add_argument("--pairs", type=int, default=2, help="(drift, bare) pairs, alternating order")
+    parser.add_argument("--arms", default="drift,bare", help="the two arms compared: drift, bare, bare-platform")
+    parser.add_argument("--pairs", type=int, default=2, help="pairs of runs of the two arms, alternating order")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=int, default=1200)
     parser.add_argument("--smoke", action="store_true", help="untrained tiny model, 8 prompts x 2, one pair (CI)")
@@ -151,14 +160,17 @@ def main() -> None:
         Path(args.bare_worker).write_text(json.dumps(result))
         return
 
-    results = {"drift": [], "bare": []}
+    arms = args.arms.split(",")
+    if len(arms) != 2 or len(set(arms)) != 2 or not set(arms) <= {"drift", "bare", "bare-platform"}:
+        parser.error(f"--arms: two different arms of drift, bare, bare-platform; got {args.arms!r}")
+    results = {arm: [] for arm in arms}
     with tempfile.TemporaryDirectory(prefix="drift-rollout-bench-") as tmp:
         for pair in range(args.pairs):
-            order = ("drift", "bare") if pair % 2 == 0 else ("bare", "drift")
-            for arm in order:
+            for arm in arms if pair % 2 == 0 else arms[::-1]:
                 workdir = Path(tmp) / f"{arm}-{pair}"
                 workdir.mkdir()
-                result = drift_rollouts(args, workdir) if arm == "drift" else run_bare(args, workdir)
+                result = (drift_rollouts(args, workdir) if arm == "drift"
+                          else run_bare(args, workdir, platform_kernels=arm == "bare-platform"))
                 results[arm].append(result)
                 print(f"[{arm} {pair}] {result['trajectories']} trajectories, {result['generated_tokens']:.0f} "
                       f"generated tokens in {result['wall_s']:.1f} s", flush=True)
@@ -168,14 +180,14 @@ def main() -> None:
 
     print(f"\nmodel {args.model}; {args.num_prompts} prompts x N={args.n}, T={args.max_turns}, "
           f"{args.turn_tokens} tokens/turn, temperature 1")
-    print(f"{'arm':<8}{'trajectories/s':>16}{'gen tokens/s':>14}{'tokens/trajectory':>19}")
+    print(f"{'arm':<14}{'trajectories/s':>16}{'gen tokens/s':>14}{'tokens/trajectory':>19}")
     for arm, runs in results.items():
-        print(f"{arm:<8}{statistics.median(rate(r, 'trajectories') for r in runs):>16.1f}"
+        print(f"{arm:<14}{statistics.median(rate(r, 'trajectories') for r in runs):>16.1f}"
               f"{statistics.median(rate(r, 'generated_tokens') for r in runs):>14.1f}"
               f"{statistics.median(r['generated_tokens'] / r['trajectories'] for r in runs):>19.2f}")
     for key, label in (("trajectories", "trajectories/s"), ("generated_tokens", "generated tokens/s")):
-        ratios = [rate(d, key) / rate(b, key) for d, b in zip(results["drift"], results["bare"])]
-        print(f"ratio drift/bare {label}: median {statistics.median(ratios):.3f} "
+        ratios = [rate(a, key) / rate(b, key) for a, b in zip(results[arms[0]], results[arms[1]])]
+        print(f"ratio {arms[0]}/{arms[1]} {label}: median {statistics.median(ratios):.3f} "
               f"(range {min(ratios):.3f}-{max(ratios):.3f}, target >= {TARGET_RATIO})")
 
 

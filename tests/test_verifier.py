@@ -1,0 +1,77 @@
+"""Verifier calls are bounded in time and memory, even on adversarial model output."""
+
+import os
+import resource
+import time
+
+import pytest
+
+import reward_fns.math as math_reward
+from drift_verl.verifier import VerifierFailed, VerifierPool
+
+pytestmark = pytest.mark.timeout(300)
+
+CHAOS = f"{os.path.dirname(__file__)}/fixtures/chaos_functions.py"
+TIMEOUT_S = 2.0
+
+# answers a model could give that make math-verify / sympy run for minutes or take gigabytes
+ADVERSARIAL = {
+    "100 000-digit literal": "1" + "7" * 100_000,
+    "power tower": "2^{2^{2^{2^{2^{2^{2}}}}}}",
+    "9^9^9": "9^{9^{9}}",
+    "deep nesting": "(" * 5000 + "1" + ")" * 5000,
+    "huge factorial": "(10^{10})!",
+    "nested fractions": "\\frac{1}{" * 400 + "2" + "}" * 400,
+    "huge exponent product": "10^{10^{10}} \\cdot 10^{10^{10}}",
+    "many terms": "+".join(["x^{99}"] * 20000),
+}
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@pytest.mark.parametrize("name", sorted(ADVERSARIAL))
+def test_adversarial_answers_score_zero_within_the_bound(name):
+    before = _rss_mb()
+    start = time.monotonic()
+    score = math_reward.compute_score("math", f"<answer>{ADVERSARIAL[name]}</answer>", "42", timeout_s=TIMEOUT_S)
+    assert score == 0.0
+    assert time.monotonic() - start < TIMEOUT_S + 1  # plus the worker's start on first use
+    assert _rss_mb() - before < 200  # the work happened in a capped worker, not here
+
+
+def test_a_healthy_call_after_killed_ones_still_works():
+    math_reward.compute_score("math", "<answer>9^{9^{9}}</answer>", "42", timeout_s=TIMEOUT_S)
+    assert math_reward.compute_score("math", "<answer>\\frac{1}{2}</answer>", "0.5", timeout_s=TIMEOUT_S) == 1.0
+
+
+@pytest.fixture
+def pool():
+    pool = VerifierPool(size=1, memory_mb=512)
+    yield pool
+    pool.close()
+
+
+def test_pool_kills_and_replaces_on_timeout_memory_and_crash(pool):
+    assert pool.call(CHAOS, "add", (1, 2), {}, 10) == 3
+    for name, args, message in (("sleep", (60,), "timed out after 1"), ("allocate_gb", (8,), "memory cap"),
+                                ("crash", (), "worker died")):
+        start = time.monotonic()
+        with pytest.raises(VerifierFailed, match=message):
+            pool.call(CHAOS, name, args, {}, 1)
+        assert time.monotonic() - start < 2 + 1
+        assert pool.call(CHAOS, "add", (2, 3), {}, 10) == 5  # the next call gets a fresh, healthy worker
+    assert pool.replaced == 3
+
+
+def test_a_raising_verifier_keeps_its_worker_and_prints_do_not_confuse_the_pipe(pool):
+    with pytest.raises(VerifierFailed, match="RuntimeError: verifier crashed"):
+        pool.call(CHAOS, "raises", (), {}, 10)
+    assert pool.call(CHAOS, "chatty", (7,), {"extra": 1}, 10) == 8
+    assert pool.replaced == 0
+
+
+def test_pkg_paths_and_async_verifiers(pool):
+    assert pool.call("pkg://reward_fns.exact", "compute_score", ("d", "<answer>7</answer>", "7"), {}, 10) == 1.0
+    assert pool.call(CHAOS, "async_double", (4,), {}, 10) == 8
