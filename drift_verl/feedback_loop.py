@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, register
 
 from drift_verl.answers import get_parser, normalize
+from drift_verl.config import DriftConfig
 from drift_verl.metrics import solved_turn, trajectory_info
 from drift_verl.verifier import VerifierFailed, shared_pool
 from drift_verl.weights import FORMAT_PENALTY, trajectory_return
@@ -41,16 +42,12 @@ def feedback_message(mode: str, text: str, turn: int, max_turns: int, answer: st
 class FeedbackAgentLoop(AgentLoopBase):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        env = self.config.drift.env
-        self.max_turns = int(env.max_turns)
-        self.feedback = str(env.feedback)
-        self.prompt_mode = str(env.prompt_mode)
-        self.parse = get_parser(str(env.answer_format))
-        self.turn_max_tokens = env.get("turn_max_tokens")
-        self.verifier_timeout = float(env.verifier_timeout_s)
-        self.verifier_pool = shared_pool(int(env.verifier_workers), int(env.verifier_memory_mb))
-        self.gamma = float(self.config.drift.gamma)
-        self.repetition_coef = float(self.config.drift.repetition_coef)
+        drift = DriftConfig.from_section(self.config.drift)
+        env = self.env = drift.env
+        self.max_turns = env.max_turns
+        self.parse = get_parser(env.answer_format)
+        self.verifier_pool = shared_pool(env.verifier_workers, env.verifier_memory_mb)
+        self.gamma, self.repetition_coef = drift.gamma, drift.repetition_coef
         self.response_length = self.rollout_config.response_length
         verifier = self.config.reward.get("custom_reward_function") or {}
         if not verifier.get("path"):
@@ -62,7 +59,7 @@ class FeedbackAgentLoop(AgentLoopBase):
         """(reward, verifier_ok). A verifier that raises, runs past its time or memory, or crashes scores 0."""
         path, name, kwargs = self.verifier
         call = functools.partial(self.verifier_pool.call, path, name, (data_source, text, ground_truth, extra_info),
-                                 kwargs, self.verifier_timeout)
+                                 kwargs, self.env.verifier_timeout_s)
         try:
             result = await asyncio.get_running_loop().run_in_executor(None, call)
         except VerifierFailed as error:
@@ -84,7 +81,7 @@ class FeedbackAgentLoop(AgentLoopBase):
         request_id = uuid4().hex
         for turn in range(1, self.max_turns + 1):
             budget = self.response_length - len(response_mask)
-            params = dict(sampling_params, max_tokens=min(budget, self.turn_max_tokens or budget))
+            params = dict(sampling_params, max_tokens=min(budget, self.env.turn_max_tokens or budget))
             output = await self.server_manager.generate(request_id=request_id, prompt_ids=tokens, sampling_params=params)
             for key, value in (output.extra_fields or {}).items():  # min/max_global_steps etc.: the trainer needs them
                 server_fields.setdefault(key, value)
@@ -106,7 +103,7 @@ class FeedbackAgentLoop(AgentLoopBase):
                 break
             feedback = {
                 "role": "user",
-                "content": feedback_message(self.prompt_mode, self.feedback, turn, self.max_turns, answer),
+                "content": feedback_message(self.env.prompt_mode, self.env.feedback, turn, self.max_turns, answer),
             }
             merge, mask_with_feedback, logprobs_with_feedback = await self.ct_merge_context_msg(
                 messages, messages + [feedback], tokens, response_mask, logprobs or None

@@ -56,17 +56,6 @@ class HealthConfig:
                 raise ValueError(f"drift.health.{field.name} must be a number of seconds > 0, got {value!r}")
             setattr(self, field.name, float(value))
 
-    @classmethod
-    def from_section(cls, section) -> HealthConfig:
-        """From the ``drift.health`` config section (a mapping; unknown keys are an error, not ignored)."""
-        values = dict(section or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown key(s) drift.health.{unknown[0]}{' ...' if len(unknown) > 1 else ''}; "
-                             f"known: {sorted(known)}")
-        return cls(**values)
-
 
 def _logs_dir() -> str | None:
     try:

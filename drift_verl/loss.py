@@ -29,9 +29,8 @@ def weighted_nll_loss(
     mask = response_mask.to(log_prob.dtype)
     # the unweighted NLL of the trained tokens, for the logs
     nll = agg_loss(loss_mat=-log_prob.detach(), loss_mask=mask, loss_agg_mode="seq-mean-token-mean")
-    loss = agg_loss(
-        loss_mat=-advantages * log_prob, loss_mask=mask, loss_agg_mode="seq-mean-token-mean", **batch_info
-    )
+    # actor.loss_agg_mode: seq-mean-token-mean (the recipe's, the paper's definition) or any of verl's modes
+    loss = agg_loss(loss_mat=-advantages * log_prob, loss_mask=mask, loss_agg_mode=loss_agg_mode, **batch_info)
     return loss, {"drift/nll": nll.item()}
 
 

@@ -13,7 +13,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import verl  # noqa: F401  (loads drift_verl.plugin like every verl process does)
-from drift_verl.health import PREFIX, HealthConfig, JobMonitor
+from drift_verl.config import ConfigError, DriftConfig, check_job
+from drift_verl.health import PREFIX, JobMonitor
 from drift_verl.platform import cpu as platform_cpu
 
 RECIPES = ("grpo", "drift")
@@ -63,10 +64,11 @@ def run(config: DictConfig) -> None:
     from verl.trainer.main_ppo import main as verl_main
 
     try:
-        health = HealthConfig.from_section(OmegaConf.select(config, "drift.health", default=None))
-    except ValueError as error:
+        drift = DriftConfig.from_section(config.drift)
+        check_job(config, drift)
+    except ConfigError as error:
         raise StartupError(str(error)) from None
-    with JobMonitor(health) as monitor:
+    with JobMonitor(drift.health) as monitor:
         try:
             verl_main.__wrapped__(config)  # verl's own main body: auto_set_device, validate_config, run_ppo
         except BaseException as error:  # the monitor's interrupt, or an error from a part of the job that died

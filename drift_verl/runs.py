@@ -24,13 +24,13 @@ def read_metrics(path: Path) -> dict[int, dict]:
     return steps
 
 
-def run_job(argv: list[str], workdir: Path, timeout: int = 900):
-    """Run ``python <argv>`` in ``workdir`` with verl's file logger on; returns (process, metrics, wall seconds).
-    The output is kept in ``job.log``."""
+def run_job(argv: list[str], workdir: Path, timeout: int = 900, env: dict | None = None):
+    """Run ``python <argv>`` in ``workdir`` with verl's file logger on (and ``env`` added to the environment);
+    returns (process, metrics, wall seconds). The output is kept in ``job.log``."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     metrics = workdir / "metrics.jsonl"
-    env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(metrics), RAY_DEDUP_LOGS="0", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(metrics), RAY_DEDUP_LOGS="0", PYTHONUNBUFFERED="1", **(env or {}))
     start = time.time()
     # its own session, so that a timeout (or the test's) also ends the Ray and vLLM processes it started
     job = subprocess.Popen([sys.executable, *argv], cwd=workdir, env=env, stdout=subprocess.PIPE,

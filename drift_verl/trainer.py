@@ -16,42 +16,35 @@ With ``drift.rounds > 1`` the updated policy becomes the next round's reference 
 
 from __future__ import annotations
 
+import functools
 import json
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
-import torch
-import transfer_queue as tq
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from tqdm import tqdm
 from verl.protocol import DataProto
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils import tensordict_utils as tu
-from verl.utils.dataset.rl_dataset import collate_fn
 from verl.utils.metric import reduce_metrics
 from verl.utils.py_functional import rename_dict
-from verl.utils.tracking import Tracking
+from verl.utils.tracking import Tracking, ValidationGenerationsLogger
 from verl.workers.utils.padding import left_right_2_no_padding
 
 from drift_verl import plots
-from drift_verl.health import HealthConfig, bound_replay_buffer, bounded
 from drift_verl.batch import padded_batch
+from drift_verl.config import DriftConfig
+from drift_verl.health import HealthConfig, bound_replay_buffer, bounded
 from drift_verl.metrics import multi_turn_metrics, validation_summary
-from drift_verl.store import TrajectoryStore, content_identity, returns_and_groups, rollout_spec
+from drift_verl.rollout_io import collect, submit
+from drift_verl.schedule import batch_digest, epoch_order, epoch_seed
+from drift_verl.store import StoreError, TrajectoryStore, content_identity, returns_and_groups, rollout_spec
 from drift_verl.weights import WeightConfig, diagnostics, group_codes, trajectory_weights
 
 TRAIN_COLUMNS = ["prompt_ids", "response_ids", "response_mask", "turn_spans"]
-
-
-def _per_sample(value) -> list:
-    """A TransferQueue field as one Python value per sample (nested/padded tensors -> token lists)."""
-    if isinstance(value, torch.Tensor):
-        return [t.tolist() for t in (value.unbind() if value.is_nested else value)]
-    return list(value)
 
 
 @register_trainer("drift")
@@ -67,10 +60,37 @@ class DriftTrainer(PPOTrainerSync):
         bound_replay_buffer(buffer, self.health.rollout_stall_timeout_s)
         return buffer
 
-    def _sync_weights(self) -> None:
-        """Push the actor's weights into the rollout replicas; bounded: a dead replica would make it wait forever."""
+    # ------------------------------------------------------------------ rollout replicas, on verl's lifecycle
+    # verl's synchronous loop keeps the replicas asleep (weights and KV cache freed on GPUs) while the actor
+    # trains, and wakes them with the new weights by update_weights, which expects them asleep. DRIFT does the
+    # same around its phases: awake with the current policy for rollouts and validation only.
+    def on_init_end(self):
+        super().on_init_end()  # verl's: update_weights after loading a checkpoint
+        self._replicas_step = self.global_steps
+
+    def _replicas_current(self) -> None:
+        """Wake the replicas with the current policy unless they hold it; bounded: a dead replica would make the
+        sync wait forever."""
+        if self._replicas_step == self.global_steps:
+            return
+        if self._replicas_step is not None:  # awake with older weights: update_weights expects them asleep
+            self.checkpoint_manager.sleep_replicas()
         bounded("the weight sync into the vLLM rollout servers", self.health.weight_sync_timeout_s,
                 "weight_sync_timeout_s", self.checkpoint_manager.update_weights, self.global_steps)
+        self._replicas_step = self.global_steps
+
+    def _sleep_replicas(self) -> None:
+        if self._replicas_step is not None:
+            self.checkpoint_manager.sleep_replicas()
+            self._replicas_step = None
+
+    def _init_dataloader(self):
+        """verl sizes the run (and the LR schedule's horizon) from dataset / train_batch_size x total_epochs; DRIFT's
+        optimizer steps are rounds x epochs x mini-batches in the store: warm-up and decay follow those."""
+        super()._init_dataloader()
+        self.total_training_steps = self.drift.rounds * self._round_start(1)
+        with open_dict(self.config):
+            self.config.actor_rollout_ref.actor.optim.total_training_steps = self.total_training_steps
 
     def _add_prompts_to_generate(self, num_prompts: int) -> int:
         # The replay buffer calls this to replace failed rollout groups with fresh dataloader prompts, which
@@ -78,13 +98,13 @@ class DriftTrainer(PPOTrainerSync):
         raise RuntimeError(f"{num_prompts} rollout group(s) failed in the agent loop; see the worker logs")
 
     # ------------------------------------------------------------------ layout
-    @property
-    def drift(self):
-        return self.config.drift
+    @functools.cached_property
+    def drift(self) -> DriftConfig:
+        return DriftConfig.from_section(self.config.drift)
 
     @property
     def health(self) -> HealthConfig:
-        return HealthConfig.from_section(self.drift.get("health"))
+        return self.drift.health
 
     @property
     def mini_batch_size(self) -> int:
@@ -93,7 +113,7 @@ class DriftTrainer(PPOTrainerSync):
 
     @property
     def num_prompts(self) -> int:
-        limit = self.drift.get("max_prompts")
+        limit = self.drift.max_prompts
         return min(len(self.train_dataset), limit) if limit else len(self.train_dataset)
 
     def _steps_per_epoch(self) -> int:
@@ -107,7 +127,7 @@ class DriftTrainer(PPOTrainerSync):
 
     def _round_start(self, round_index: int) -> int:
         """Global step at which a round's weighted-SFT phase begins (rounds have equal step counts)."""
-        return round_index * self._steps_per_epoch() * int(self.drift.epochs)
+        return round_index * self._steps_per_epoch() * self.drift.epochs
 
     def _run_dir(self) -> Path:
         path = Path(self.config.trainer.default_local_dir)
@@ -121,61 +141,9 @@ class DriftTrainer(PPOTrainerSync):
         else:  # the policy that ended the previous round, identified by its checkpoint
             reference = {"run": str(self._run_dir().resolve()), "step": self.global_steps}
         spec = rollout_spec(self.config, reference, round_index)
-        return TrajectoryStore(self.drift.store_dir, spec, self.num_prompts, int(self.drift.prompts_per_shard))
+        return TrajectoryStore(self.drift.store_dir, spec, self.num_prompts, self.drift.prompts_per_shard)
 
     # ------------------------------------------------------------------ phase 1
-    def _submit(self, indices: range) -> dict[str, tuple[int, str]]:
-        """Hand prompts to verl's agent loop workers, which run their trajectories in the background and put them
-        into TransferQueue. Returns uid -> (dataset index, prompt id)."""
-        items = [self.train_dataset[i] for i in indices]
-        batch_dict = collate_fn(items)
-        uids = [uuid.uuid4().hex for _ in indices]
-        batch_dict["uid"] = np.array(uids, dtype=object)
-        batch = tu.get_tensordict(batch_dict)
-        tu.assign_non_tensor_data(batch, "global_steps", self.global_steps)
-        tags = [{"is_prompt": True, "status": "pending", "global_steps": self.global_steps} for _ in uids]
-        tq.kv_batch_put(keys=uids, partition_id="train", tags=tags)
-        self.agent_loop_manager.generate_sequences(batch)
-        return {uid: (index, str((item.get("extra_info") or {}).get("prompt_id", index)))
-                for uid, index, item in zip(uids, indices, items)}
-
-    def _collect(self, submitted: dict[str, tuple[int, str]], count: int) -> tuple[list[dict], int]:
-        """Store rows of ``count`` finished prompts, whichever finished first (each row names its dataset
-        ``index``), and the assistant tokens they hold."""
-        meta, _ = self.replay_buffer.sample(global_steps=self.global_steps, partition_id="train", batch_size=count)
-        fields = ["uid", "prompts", "responses", "response_mask", "extra_fields", "data_source", "reward_model"]
-        data = tq.kv_batch_get(keys=meta.keys, partition_id=meta.partition_id, select_fields=fields)
-        tq.kv_clear(keys=meta.keys, partition_id=meta.partition_id)
-
-        columns = {name: _per_sample(data[name]) for name in fields}
-        rows, samples, tokens = [], {}, 0
-        for i, uid in enumerate(columns["uid"]):
-            index, prompt_id = submitted[uid]
-            extra = columns["extra_fields"][i]
-            response_mask = columns["response_mask"][i]
-            tokens += sum(response_mask)
-            rows.append(
-                {
-                    "index": index,
-                    "prompt_id": prompt_id,
-                    "sample": samples.setdefault(uid, 0),
-                    "data_source": str(columns["data_source"][i]),
-                    "ground_truth": str(columns["reward_model"][i]["ground_truth"]),
-                    "prompt_ids": columns["prompts"][i],
-                    "response_ids": columns["responses"][i],
-                    "response_mask": response_mask,
-                    "turn_spans": extra["turn_spans"],
-                    "turn_rewards": extra["turn_rewards"],
-                    "answers": extra["answers"],
-                    "format_penalty": extra["format_penalty"],
-                    "t_star": extra["t_star"],
-                    "verifier_failures": extra["verifier_failures"],
-                    "messages": extra["messages"],
-                }
-            )
-            samples[uid] += 1
-        return rows, tokens
-
     def _phase_rollouts(self, round_index: int) -> TrajectoryStore:
         """Missing shards, ``drift.shards_in_flight`` at a time: the next shard's prompts keep the rollout
         servers busy while the current shard's last trajectories finish; each shard is written once whole."""
@@ -183,14 +151,14 @@ class DriftTrainer(PPOTrainerSync):
         missing = store.missing_shards()
         round_start = self._round_start(round_index)
         if missing and self.global_steps != round_start:
-            raise RuntimeError(
+            raise StoreError(
                 f"{store.dir}: {len(missing)} shard(s) missing, but round {round_index} already trained up to step "
                 f"{self.global_steps}, so its reference policy is no longer loaded. Restore the store, or restart "
                 f"the round from checkpoint global_step_{round_start} (trainer.resume_from_path)."
             )
-        window = int(self.drift.shards_in_flight)
-        if window < 1:
-            raise ValueError(f"drift.shards_in_flight must be >= 1, got {window}")
+        if missing:
+            self._replicas_current()  # the round's frozen reference: the policy as the round starts
+        window = self.drift.shards_in_flight
         queue, submitted = list(missing), {}
         running, rows_of = {}, {}  # shard -> its prompts still generating / its rows so far
         shard_of = {index: shard for shard in missing for index in store.shard_prompts(shard)}
@@ -201,10 +169,11 @@ class DriftTrainer(PPOTrainerSync):
                 while queue and len(running) < window:
                     shard = queue.pop(0)
                     prompts = store.shard_prompts(shard)
-                    submitted.update(self._submit(prompts))
+                    submitted.update(submit(self.train_dataset, prompts, self.agent_loop_manager, self.global_steps))
                     running[shard], rows_of[shard] = set(prompts), []
                 # as many prompts as the oldest shard still waits for; they may come back from any running shard
-                rows, new_tokens = self._collect(submitted, len(running[next(iter(running))]))
+                rows, new_tokens = collect(self.replay_buffer, submitted, len(running[next(iter(running))]),
+                                           self.global_steps)
                 tokens += new_tokens
                 for row in rows:
                     shard = shard_of[row["index"]]
@@ -246,7 +215,7 @@ class DriftTrainer(PPOTrainerSync):
             mask = table.column("response_mask")
             generated += pc.sum(pc.list_flatten(mask)).as_py() or 0
             response += pc.sum(pc.list_value_length(mask)).as_py() or 0
-        metrics = multi_turn_metrics(rewards, answers, int(self.drift.env.max_turns))
+        metrics = multi_turn_metrics(rewards, answers, self.drift.env.max_turns)
         self.reference_metrics = metrics
         result = {f"drift/reference/{k}": v for k, v in metrics.items()}
         result.update({"drift/rollout/verifier_failures": failures, "drift/rollout/trajectories": len(rewards),
@@ -258,12 +227,12 @@ class DriftTrainer(PPOTrainerSync):
     def _phase_weights(self, store: TrajectoryStore, round_index: int) -> np.ndarray:
         start = time.time()
         config = WeightConfig(
-            gamma=float(self.drift.gamma),
-            beta=float(self.drift.beta),
-            repetition_coef=float(self.drift.repetition_coef),
-            normalization=str(self.drift.normalization),
-            cap=self.drift.get("weight_cap"),
-            weighting=str(self.drift.get("weighting", "drift")),
+            gamma=self.drift.gamma,
+            beta=self.drift.beta,
+            repetition_coef=self.drift.repetition_coef,
+            normalization=self.drift.normalization,
+            cap=self.drift.weight_cap,
+            weighting=self.drift.weighting,
         )
         returns, prompt_ids, solved = returns_and_groups(store, config.gamma, config.repetition_coef)
         groups = group_codes(prompt_ids)
@@ -272,7 +241,7 @@ class DriftTrainer(PPOTrainerSync):
         stats["weights/return_mean"] = float(returns.mean())
         histogram = stats.pop("weights/histogram")
         png = plots.weight_plots(weights, groups, self._run_dir() / "plots" / f"round{round_index}_weights.png")
-        plots.turn_plot(self.reference_metrics, int(self.drift.env.max_turns),
+        plots.turn_plot(self.reference_metrics, self.drift.env.max_turns,
                         self._run_dir() / "plots" / f"round{round_index}_reference_by_turn.png")
         self.logger.log(data={f"drift/{k}": v for k, v in stats.items()}, step=self.global_steps)
         (self._run_dir() / "plots" / f"round{round_index}_weights.json").write_text(
@@ -284,18 +253,10 @@ class DriftTrainer(PPOTrainerSync):
         return weights
 
     # ------------------------------------------------------------------ phase 3
-    def _epoch_order(self, store: TrajectoryStore, sizes: list[int], epoch_seed: int) -> list[tuple[int, int]]:
-        """(shard, row) in training order: shards in random order, rows shuffled within each shard."""
-        rng = np.random.default_rng(epoch_seed)
-        order = []
-        for shard in rng.permutation(store.num_shards):
-            order += [(int(shard), int(row)) for row in rng.permutation(sizes[shard])]
-        return order
-
     def _update(self, rows: list[dict], weights: np.ndarray) -> dict:
         data = self.config.data
         tensors = padded_batch(rows, weights, data.max_prompt_length, data.max_response_length,
-                               self.tokenizer.pad_token_id, str(self.drift.train_turns))
+                               self.tokenizer.pad_token_id, self.drift.train_turns)
         batch = left_right_2_no_padding(DataProto.from_dict(tensors=tensors).to_tensordict())
         size = len(rows)
         tu.assign_non_tensor(
@@ -306,10 +267,10 @@ class DriftTrainer(PPOTrainerSync):
             global_batch_size=size,
             mini_batch_size=size,
             epochs=1,
-            seed=int(self.drift.seed),
+            seed=self.drift.seed,
             dataloader_kwargs={"shuffle": False},
             compute_loss=True,
-            temperature=1.0,
+            temperature=1.0,  # the NLL of the policy itself, whatever temperature the rollouts were sampled at
         )
         output = self.actor_rollout_wg.update_actor(batch)
         metrics = rename_dict(tu.get(output, "metrics"), "actor/")
@@ -325,10 +286,10 @@ class DriftTrainer(PPOTrainerSync):
         cache: dict[int, list[dict]] = {}
         batch_size = self.mini_batch_size
         done_in_round = self.global_steps - round_start
-        with tqdm(total=steps_per_epoch * int(self.drift.epochs), initial=done_in_round,
+        with tqdm(total=steps_per_epoch * self.drift.epochs, initial=done_in_round,
                   desc=f"DRIFT round {round_index} phase 3: weighted SFT (steps)") as bar:
-            for epoch in range(done_in_round // steps_per_epoch, int(self.drift.epochs)):
-                order = self._epoch_order(store, sizes, int(self.drift.seed) + 1000 * round_index + epoch)
+            for epoch in range(done_in_round // steps_per_epoch, self.drift.epochs):
+                order = epoch_order(sizes, epoch_seed(self.drift.seed, round_index, epoch))
                 first = self.global_steps - round_start - epoch * steps_per_epoch
                 for step in range(first, steps_per_epoch):
                     picks = order[step * batch_size:(step + 1) * batch_size]
@@ -342,23 +303,27 @@ class DriftTrainer(PPOTrainerSync):
                     metrics = self._update(rows, weights[[offsets[s] + r for s, r in picks]])
                     self.global_steps += 1
                     metrics.update({"training/global_step": self.global_steps, "training/epoch": epoch,
-                                    "drift/round": round_index, "drift/update/step_s": time.time() - step_start})
-                    last = step == steps_per_epoch - 1 and epoch == int(self.drift.epochs) - 1
+                                    "drift/round": round_index, "drift/update/step_s": time.time() - step_start,
+                                    "drift/update/batch_digest": batch_digest(picks)})
+                    last = step == steps_per_epoch - 1 and epoch == self.drift.epochs - 1
                     self._after_step(metrics, last)
                     bar.update(1)
         self.phase_times[f"round {round_index} phase 3 (update)"] = time.time() - start
 
     def _after_step(self, metrics: dict, end_of_round: bool) -> None:
+        # the step's own metrics first: they stay logged even if the checkpoint or the validation then dies
+        self.logger.log(data=metrics, step=self.global_steps)
         trainer = self.config.trainer
         if end_of_round or (trainer.save_freq > 0 and self.global_steps % trainer.save_freq == 0):
             self._save_checkpoint()  # always at the end of a round: the next round's reference
         if end_of_round or (trainer.test_freq > 0 and self.global_steps % trainer.test_freq == 0):
-            metrics.update(self._validate_current())
-        self.logger.log(data=metrics, step=self.global_steps)
+            self.logger.log(data=self._validate_current(), step=self.global_steps)
+            if not end_of_round:
+                self._sleep_replicas()  # training goes on
 
     def _validate_current(self) -> dict:
         """verl's validation (multi-turn, same agent loop) on the current weights."""
-        self._sync_weights()
+        self._replicas_current()
         metrics = self._validate()
         self.validation_history.append((self.global_steps, metrics))
         return metrics
@@ -372,16 +337,18 @@ class DriftTrainer(PPOTrainerSync):
             default_backend=self.config.trainer.logger,
             config=OmegaConf.to_container(self.config, resolve=True),
         )
+        # verl's validation logs trainer.log_val_generations samples through it
+        self.validation_generations_logger = ValidationGenerationsLogger(
+            project_name=self.config.trainer.project_name, experiment_name=self.config.trainer.experiment_name)
         self.phase_times: dict[str, float] = {}
         self.validation_history: list[tuple[int, dict]] = []
         self.reference_metrics: dict = {}
         store = None  # stays None when a resumed run had already finished every round
         if self.global_steps == 0 and self.config.trainer.get("val_before_train", True):
             self.logger.log(data=self._validate_current(), step=0)
-        for round_index in range(self.global_steps // self._round_start(1), int(self.drift.rounds)):
-            # the replicas now hold the current policy: this round's frozen reference
-            self._sync_weights()
+        for round_index in range(self.global_steps // self._round_start(1), self.drift.rounds):
             store = self._phase_rollouts(round_index)
+            self._sleep_replicas()
             weights = self._phase_weights(store, round_index)
             self._phase_update(store, weights, round_index)
         self._shutdown_dump_executor()

@@ -1,3 +1,4 @@
+import os
 import subprocess
 from pathlib import Path
 
@@ -36,7 +37,13 @@ def tiny_model_path() -> str:
     return assets.tiny_model()
 
 
-def run_job(argv: list[str], workdir: Path, timeout: int = 900) -> tuple[subprocess.CompletedProcess, dict]:
+def run_job(argv: list[str], workdir: Path, timeout: int = 900, env: dict | None = None
+            ) -> tuple[subprocess.CompletedProcess, dict]:
     """Run a training command as a user would, with verl's file logger on; returns (process, metrics)."""
-    proc, metrics, _ = runs.run_job(argv, workdir, timeout)
+    proc, metrics, _ = runs.run_job(argv, workdir, timeout, env)
     return proc, metrics
+
+
+def with_fixture_hooks(**variables: str) -> dict:
+    """Environment that activates tests/fixtures/faults/sitecustomize.py in every process of a job."""
+    return {"PYTHONPATH": os.pathsep.join([str(FIXTURES / "faults"), os.environ.get("PYTHONPATH", "")]), **variables}

@@ -34,3 +34,9 @@ def test_rollout_smoke():  # a DRIFT job (Ray, vLLM server) and a bare vLLM loop
     last = _run("rollout.py", timeout=900).strip().splitlines()[-1]
     assert re.fullmatch(r"ratio drift/bare generated tokens/s: median [\d.]+ \(range [\d.]+-[\d.]+, "
                         r"target >= 0.9\)", last), last
+
+
+def test_verifier_smoke():  # the isolating verifier pool against in-process calls: a few seconds
+    out = _run("verifier.py", timeout=300)
+    lines = [line for line in out.splitlines() if "calls/s" in line]
+    assert len(lines) == 2 and all(re.search(r"ratio pool/inline median [\d.]+", line) for line in lines), out

@@ -111,3 +111,18 @@ def test_trained_mask_last_turn_only():
     assert trained_mask(row, 5, "last") == [0, 0, 0, 0, 1]  # response truncated by the length budget
     with pytest.raises(ValueError, match="train_turns"):
         trained_mask(row, 7, "first")
+
+
+def test_loss_agg_mode_is_honoured():
+    """actor.loss_agg_mode reaches the aggregation: the recipe's seq-mean-token-mean (each trajectory's token mean,
+    then the weighted mean over trajectories) and, if a user sets it, verl's token-mean (longer ones count more)."""
+    import verl  # noqa: F401
+    from drift_verl.loss import weighted_nll_loss
+
+    log_prob = torch.tensor([[-1.0, -3.0, 0.0], [-2.0, -2.0, -2.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    weights = torch.tensor([[0.5, 0.5, 0.5], [1.5, 1.5, 1.5]])
+    seq, _ = weighted_nll_loss(log_prob, log_prob, weights, mask, "seq-mean-token-mean")
+    token, _ = weighted_nll_loss(log_prob, log_prob, weights, mask, "token-mean")
+    assert seq.item() == pytest.approx((0.5 * 2.0 + 1.5 * 2.0) / 2)
+    assert token.item() == pytest.approx((0.5 * 1 + 0.5 * 3 + 1.5 * 6) / 5)

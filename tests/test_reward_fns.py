@@ -1,7 +1,6 @@
 """Reward functions on real gold answers, their documented equivalent forms, timeouts, and both ways verl loads
 them (``pkg://reward_fns.<name>`` and a file path, with ``reward_kwargs``)."""
 
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
