@@ -142,7 +142,7 @@ class TrajectoryStore:
     prompts_per_shard: int
 
     def __post_init__(self):
-        self.root = Path(self.root)
+        self.root = Path(self.root).resolve()  # messages name files by absolute path
         self.dir = self.root / fingerprint(self.spec)
         self.dir.mkdir(parents=True, exist_ok=True)
         manifest = self.dir / "manifest.json"
