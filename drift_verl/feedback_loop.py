@@ -61,7 +61,7 @@ class FeedbackAgentLoop(AgentLoopBase):
         call = functools.partial(self.verifier_pool.call, path, name, (data_source, text, ground_truth, extra_info),
                                  kwargs, self.env.verifier_timeout_s)
         try:
-            result = await asyncio.get_running_loop().run_in_executor(None, call)
+            result = await asyncio.get_running_loop().run_in_executor(self.verifier_pool.executor, call)
         except VerifierFailed as error:
             logger.warning("verifier failed (%s); scoring 0", error)
             return 0.0, False

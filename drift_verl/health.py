@@ -11,7 +11,7 @@ forever. :class:`JobMonitor` runs in the driver for the whole run and checks, ev
 
 On a failure it interrupts the driver's main thread, which stops Ray and ends with the line; if that has not
 ended the process after ``grace_s``, the monitor prints the line and exits. Waits that stall without anything dying (a weight sync, a
-rollout that never finishes) are bounded in the trainer itself (:class:`Stalled`).
+rollout that never finishes) are bounded in the DRIFT trainer itself (:class:`Stalled`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ from drift_verl.errors import ClearError
 
 PREFIX = "drift-verl: job failed: "
 _ROLLOUT_SERVER = re.compile(r"^vllm_server_\d+_\d+")
-_ON_PURPOSE = {"RAY_KILL", "OUT_OF_SCOPE", "REF_DELETED"}
+# ended on purpose, or as a consequence of another death that is reported itself (its owner's)
+_NOT_A_CAUSE = {"RAY_KILL", "OUT_OF_SCOPE", "REF_DELETED", "OWNER_DIED"}
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the servers are ours, never behind one
 
 
 class Stalled(ClearError, TimeoutError):
@@ -52,7 +54,7 @@ class HealthConfig:
     def __post_init__(self):
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if not isinstance(value, (int, float)) or value <= 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"drift.health.{field.name} must be a number of seconds > 0, got {value!r}")
             setattr(self, field.name, float(value))
 
@@ -77,14 +79,15 @@ def worker_log(pid: int) -> str:
 
 
 def death_reason(cause) -> str | None:
-    """Why an actor died, from Ray's ActorDeathCause; None when it was ended on purpose."""
+    """Why an actor died, from Ray's ActorDeathCause; None when it was ended on purpose or died with its owner
+    (the end of a run, or a consequence of the owner's own death)."""
     from ray.core.generated import common_pb2
 
     kind = cause.WhichOneof("context")
     if kind == "actor_died_error_context":
         context = cause.actor_died_error_context
         reason = common_pb2.ActorDiedErrorContext.Reason.Name(context.reason)
-        if reason in _ON_PURPOSE:
+        if reason in _NOT_A_CAUSE:
             return None
         first = (context.error_message or "").strip().splitlines()
         return f"{reason.lower().replace('_', ' ')}" + (f" ({first[0][:200]})" if first else "")
@@ -156,11 +159,7 @@ class JobMonitor:
         return ray_state.actors(job_id=job, actor_state_name=state)
 
     def _dead_actors(self) -> str | None:
-        lines = [(info.get("DeathCause").WhichOneof("context"), line)
-                 for info in self._actor_table("DEAD").values() if (line := describe_dead_actor(info))]
-        # an actor whose owner died is a consequence: name the first cause
-        lines.sort(key=lambda item: "owner died" in item[1])
-        return lines[0][1] if lines else None
+        return next(filter(None, map(describe_dead_actor, self._actor_table("DEAD").values())), None)
 
     def _server_address(self, name: str) -> str | None:
         import ray
@@ -181,16 +180,20 @@ class JobMonitor:
             if address is None:
                 continue
             try:
-                with urllib.request.urlopen(f"http://{address}/health", timeout=10):
+                with _NO_PROXY.open(f"http://{address}/health", timeout=10):
                     self._last_answer[name] = now
                 continue
             except urllib.error.HTTPError as error:  # vLLM's answer: 503 once the engine is dead
-                status = f"its /health answers {error.code}"
+                code = error.code
             except OSError:  # no answer: the server is busy, wedged or gone
+                code = None
+            if code == 503:
+                status = "its /health answers 503"
+            else:
                 since = self._last_answer.setdefault(name, now)
                 if now - since <= self.config.engine_unresponsive_s:
                     continue
-                status = f"its /health has not answered for {now - since:.0f} s"
+                status = f"its /health has not answered for {now - since:.0f} s"  # other codes: no answer
             return f"the vLLM engine of rollout server {name} is dead ({status}); log: {self._server_log(name)}"
         return None
 
@@ -243,7 +246,7 @@ class JobMonitor:
     def _watch(self) -> None:
         while not self._stop.wait(self.config.poll_s):
             line = self.check()
-            if line is None:
+            if line is None or self._stop.is_set():  # the run ended while checking: what died, died with it
                 continue
             self.error = line
             if self.announce:
@@ -270,7 +273,7 @@ def bounded(what: str, seconds: float, key: str, fn, *args, **kwargs):
 
     threading.Thread(target=target, name=f"drift-bounded: {what}", daemon=True).start()
     if not done.wait(seconds):
-        raise Stalled(f"{what} did not finish within {seconds:.0f} s (drift.health.{key})")
+        raise Stalled(f"{what} did not finish within {seconds:g} s (drift.health.{key})")
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")

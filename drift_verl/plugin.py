@@ -62,9 +62,12 @@ def monitor_main_ppo(argv: list[str]) -> None:
     if not argv or not argv[0].endswith(os.path.join("verl", "trainer", "main_ppo.py")):
         return
     if any(_CLI_RECIPE.match(arg) for arg in argv[1:]):
+        import atexit
+
         from drift_verl.health import HealthConfig, JobMonitor
 
-        JobMonitor(HealthConfig(), announce=True).__enter__()  # a daemon thread for the life of the process
+        monitor = JobMonitor(HealthConfig(), announce=True).__enter__()  # a daemon thread while the process runs
+        atexit.register(monitor.__exit__)  # what dies at shutdown is no failure
 
 
 def _register_trainer(_module) -> None:

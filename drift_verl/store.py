@@ -57,9 +57,10 @@ def _hash_cache_file() -> Path:
 
 
 def _file_digest(path: Path, cache: dict) -> str:
-    """sha256 of a file's bytes, read in chunks; remembered by (path, size, mtime) so a big file is read once."""
+    """sha256 of a file's bytes, read in chunks; remembered by (path, inode, size, mtime, ctime) so a big file is
+    read once."""
     stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    key = f"{path.resolve()}|{stat.st_ino}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}"
     if key not in cache:
         digest = hashlib.sha256()
         with open(path, "rb") as handle:
@@ -86,17 +87,21 @@ def content_identity(path: str) -> str:
     combined = hashlib.sha256()
     for file in files:
         combined.update(f"{file.relative_to(target) if file != target else ''}\0{_file_digest(file, cache)}\0".encode())
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(cache))
-    os.replace(tmp, cache_file)
+    try:  # only a shortcut for the next time: a read-only cache folder just means hashing again
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache))
+        os.replace(tmp, cache_file)
+    except OSError:
+        pass
     return combined.hexdigest()
 
 
 def module_file(path: str) -> str:
-    """The file behind a ``pkg://package.module`` path (verl's custom_reward_function convention), else ``path``."""
+    """The file behind a verifier path in verl's custom_reward_function convention (``pkg://package.module``,
+    ``file://PATH`` or ``PATH``)."""
     if not path.startswith("pkg://"):
-        return path
+        return path.removeprefix("file://")
     import importlib.util
 
     spec = importlib.util.find_spec(path.removeprefix("pkg://"))
@@ -106,7 +111,7 @@ def module_file(path: str) -> str:
 def rollout_spec(config, reference, round_index: int) -> dict:
     """Everything that shapes a round's rollouts, for the store's fingerprint: the reference policy (``reference``:
     its content, or the checkpoint that ended the previous round), its tokenizer, the data's content, N, sampling,
-    lengths and the environment (its settings and the verifier's code); not beta/gamma, and no file paths, so a
+    lengths and the environment (its settings and the verifier's file); not beta/gamma, and no file paths, so a
     copied model or data file finds the same store and a retrained one at the same path a new one."""
     from omegaconf import OmegaConf
 

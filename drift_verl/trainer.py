@@ -37,6 +37,7 @@ from verl.workers.utils.padding import left_right_2_no_padding
 from drift_verl import plots
 from drift_verl.batch import padded_batch
 from drift_verl.config import DriftConfig
+from drift_verl.errors import ClearError
 from drift_verl.health import HealthConfig, bound_replay_buffer, bounded
 from drift_verl.metrics import multi_turn_metrics, validation_summary
 from drift_verl.rollout_io import collect, submit
@@ -69,20 +70,23 @@ class DriftTrainer(PPOTrainerSync):
         self._replicas_step = self.global_steps
 
     def _replicas_current(self) -> None:
-        """Wake the replicas with the current policy unless they hold it; bounded: a dead replica would make the
-        sync wait forever."""
+        """Wake the replicas with the current policy unless they hold it."""
         if self._replicas_step == self.global_steps:
             return
         if self._replicas_step is not None:  # awake with older weights: update_weights expects them asleep
-            self.checkpoint_manager.sleep_replicas()
-        bounded("the weight sync into the vLLM rollout servers", self.health.weight_sync_timeout_s,
-                "weight_sync_timeout_s", self.checkpoint_manager.update_weights, self.global_steps)
+            self._sleep_replicas()
+        self._bounded("the weight sync into the vLLM rollout servers", self.checkpoint_manager.update_weights,
+                      self.global_steps)
         self._replicas_step = self.global_steps
 
     def _sleep_replicas(self) -> None:
         if self._replicas_step is not None:
-            self.checkpoint_manager.sleep_replicas()
+            self._bounded("putting the vLLM rollout servers to sleep", self.checkpoint_manager.sleep_replicas)
             self._replicas_step = None
+
+    def _bounded(self, what: str, fn, *args) -> None:
+        """A call into the replicas, bounded: a dead replica would make it wait forever."""
+        bounded(what, self.health.weight_sync_timeout_s, "weight_sync_timeout_s", fn, *args)
 
     def _init_dataloader(self):
         """verl sizes the run (and the LR schedule's horizon) from dataset / train_batch_size x total_epochs; DRIFT's
@@ -95,7 +99,8 @@ class DriftTrainer(PPOTrainerSync):
     def _add_prompts_to_generate(self, num_prompts: int) -> int:
         # The replay buffer calls this to replace failed rollout groups with fresh dataloader prompts, which
         # would put other prompts into a shard: fail the shard instead; a rerun regenerates it.
-        raise RuntimeError(f"{num_prompts} rollout group(s) failed in the agent loop; see the worker logs")
+        raise ClearError(f"{num_prompts} rollout group(s) failed in the agent loop (e.g. a verifier that does not "
+                         "load in a verifier worker); the AgentLoopWorker logs say why. Re-running resumes")
 
     # ------------------------------------------------------------------ layout
     @functools.cached_property

@@ -30,10 +30,14 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+
+from drift_verl.errors import ClearError
 
 IN_WORKER_ENV = "DRIFT_VERIFIER_WORKER"
 DEFAULT_MEMORY_MB = 2048
 DEFAULT_WORKERS = 2
+LOAD_TIMEOUT_S = 300.0  # a worker's start and the verifier's import, before (not within) a call's deadline
 _HEADER = struct.Struct(">I")
 
 
@@ -41,11 +45,16 @@ class VerifierFailed(Exception):
     """The call did not return a value: it timed out, ran out of memory, raised, or its worker died."""
 
 
+class VerifierLoadError(ClearError):
+    """The verifier cannot be loaded in a worker: every call would fail, so the job must stop, not score 0."""
+
+
 def load_function(path: str, name: str):
     """verl's ``custom_reward_function`` convention: ``pkg://package.module`` or a ``.py`` file path."""
     if path.startswith("pkg://"):
         module = importlib.import_module(path.removeprefix("pkg://"))
     else:
+        path = path.removeprefix("file://")
         spec = importlib.util.spec_from_file_location(f"drift_verifier_{abs(hash(path))}", path)
         if spec is None or spec.loader is None:
             raise FileNotFoundError(f"verifier file not found: {path}")
@@ -87,10 +96,24 @@ class _Worker:
         env = dict(os.environ, **{IN_WORKER_ENV: "1"})
         self.process = subprocess.Popen([sys.executable, "-m", "drift_verl.verifier", str(memory_mb)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        self.loaded: set[tuple[str, str]] = set()
 
     def call(self, request: tuple, timeout_s: float):
         _send(self.process.stdin, request)
         return _receive(self.process.stdout.fileno(), time.monotonic() + timeout_s)
+
+    def load(self, path: str, name: str) -> None:
+        """Import the verifier in this worker (its start-up included) before any call's deadline runs."""
+        if (path, name) in self.loaded:
+            return
+        try:
+            status, message = self.call(("load", path, name), LOAD_TIMEOUT_S)
+        except (TimeoutError, EOFError, OSError) as error:
+            status, message = "load_error", f"the worker did not start or load it ({type(error).__name__})"
+        if status != "ok":
+            raise VerifierLoadError(f"verifier {path} (function {name!r}) does not load in a verifier worker "
+                                    f"(memory cap drift.env.verifier_memory_mb): {message}")
+        self.loaded.add((path, name))
 
     def kill(self) -> None:
         self.process.kill()
@@ -100,27 +123,36 @@ class _Worker:
 
 
 class VerifierPool:
-    """``size`` worker processes (started on first use), each capped at ``memory_mb`` of address space."""
+    """``size`` worker processes (started on first use), each capped at ``memory_mb`` of address space.
+    ``executor`` has one thread per worker: async callers wait there, never in the event loop's default executor
+    (verl's agent loop tokenises on that one)."""
 
     def __init__(self, size: int = DEFAULT_WORKERS, memory_mb: int = DEFAULT_MEMORY_MB):
         if size < 1 or memory_mb < 64:
             raise ValueError(f"verifier pool: need >= 1 worker and >= 64 MB, got {size} and {memory_mb}")
         self.memory_mb = memory_mb
+        self.executor = ThreadPoolExecutor(size, thread_name_prefix="drift-verifier")
         self._idle: queue.Queue = queue.Queue()
         for _ in range(size):
             self._idle.put(None)  # a slot; its worker starts when first needed
         self.replaced = 0
 
     def call(self, path: str, name: str, args: tuple, kwargs: dict, timeout_s: float):
-        """``load_function(path, name)(*args, **kwargs)`` in a worker, or :class:`VerifierFailed`."""
+        """``load_function(path, name)(*args, **kwargs)`` in a worker, or :class:`VerifierFailed`
+        (:class:`VerifierLoadError` when the verifier cannot be loaded at all)."""
         worker, status = self._idle.get(), "died"
         try:
             worker = worker or _Worker(self.memory_mb)
-            status, value = worker.call((path, name, args, kwargs), timeout_s)
+            worker.load(path, name)
+            status, value = worker.call(("call", path, name, args, kwargs), timeout_s)
         except TimeoutError:
             status, value = "timeout", f"timed out after {timeout_s} s (its worker was killed)"
         except (EOFError, OSError) as error:  # killed by the OS, or crashed
             value = f"its worker died ({error})"
+        except VerifierLoadError:
+            raise
+        except Exception as error:  # e.g. arguments or a reply that do not pickle
+            value = f"{type(error).__name__}: {error}"
         finally:
             if status not in ("ok", "error") and worker is not None:  # a worker exits after a MemoryError too
                 worker.kill()
@@ -133,6 +165,7 @@ class VerifierPool:
         return value
 
     def close(self) -> None:
+        self.executor.shutdown(wait=False)
         while not self._idle.empty():
             worker = self._idle.get_nowait()
             if worker is not None:
@@ -179,23 +212,29 @@ def _serve(memory_mb: int) -> None:
     functions: dict = {}
     while True:
         try:
-            path, name, args, kwargs = _receive(0)
+            kind, path, name, *call = _receive(0)
         except EOFError:
             return
         try:
             if (path, name) not in functions:
                 functions[path, name] = load_function(path, name)
-            fn = functions[path, name]
-            value = asyncio.run(fn(*args, **kwargs)) if inspect.iscoroutinefunction(fn) else fn(*args, **kwargs)
-            reply = ("ok", value)
+            if kind == "load":
+                reply = ("ok", None)
+            else:
+                fn, (args, kwargs) = functions[path, name], call
+                value = asyncio.run(fn(*args, **kwargs)) if inspect.iscoroutinefunction(fn) else fn(*args, **kwargs)
+                reply = ("ok", value)
+            data = pickle.dumps(reply)
         except MemoryError:
-            reply = ("memory", None)
-        except BaseException as error:  # any failure of the verifier is the caller's to count
-            reply = ("error", f"{type(error).__name__}: {error}"[:2000])
-        _send(replies, reply)
+            reply = ("memory", "out of memory under the cap")
+            data = pickle.dumps(reply)
+        except BaseException as error:  # any failure of the verifier (or of its reply's pickling) is counted
+            reply = ("load_error" if kind == "load" else "error", f"{type(error).__name__}: {error}"[:2000])
+            data = pickle.dumps(reply)
+        replies.write(_HEADER.pack(len(data)) + data)
+        replies.flush()
         if reply[0] == "memory":
             return
-
 
 if __name__ == "__main__":
     _serve(int(sys.argv[1]))

@@ -24,10 +24,12 @@ SMALL_TASK = [
 
 
 def pytest_collection_modifyitems(items):
-    """Every end-to-end test has a pytest-timeout: a hang must fail one test, not spend CI's whole budget."""
+    """Fast tests first, then the install resolutions, then end-to-end runs; and every end-to-end test has a
+    pytest-timeout: a hang must fail one test, not spend CI's whole budget."""
     untimed = [item.nodeid for item in items if item.get_closest_marker("e2e") and not item.get_closest_marker("timeout")]
     if untimed:
         raise pytest.UsageError(f"e2e tests without @pytest.mark.timeout: {untimed}")
+    items.sort(key=lambda item: (bool(item.get_closest_marker("e2e")), bool(item.get_closest_marker("install"))))
 
 
 @pytest.fixture(scope="session")

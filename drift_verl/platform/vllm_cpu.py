@@ -48,7 +48,8 @@ def detected_gemm_choice(n: int = 64, k: int = 64, dtype: torch.dtype = torch.bf
     from vllm.model_executor.layers.utils import check_cpu_sgl_kernel
     from vllm.platforms import current_platform
 
-    zen = getattr(current_platform, "is_zen_cpu", lambda: False)() and hasattr(torch.ops, "zentorch")
+    zen = getattr(current_platform, "is_zen_cpu", lambda: False)() and hasattr(torch.ops.zentorch,
+                                                                                 "zentorch_linear_unary")
     return vllm_gemm_choice(amx_sgl=check_cpu_sgl_kernel(n, k, dtype), onednn=bool(ops._supports_onednn),
                             zentorch=zen)
 
@@ -84,5 +85,9 @@ def register() -> None:
         return
     # linear.py and vocab_parallel_embedding.py import the function from this module at call time
     utils.dispatch_cpu_unquantized_gemm = keep_reloadable_weights(utils.dispatch_cpu_unquantized_gemm)
+    try:
+        choice = detected_gemm_choice()
+    except Exception as error:  # only for the log line: vLLM does not catch a plugin's errors
+        choice = f"unknown ({type(error).__name__})"
     init_logger(__name__).info("drift-verl cpu platform: linear layers use %s on the live weights (vLLM's own "
-                               "choice here: %s)", KEEP_WEIGHTS, detected_gemm_choice())
+                               "choice here: %s)", KEEP_WEIGHTS, choice)

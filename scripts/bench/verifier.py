@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import time
@@ -38,7 +39,7 @@ async def _run(call, calls: int, concurrency: int) -> float:
 
 
 def main() -> None:
-    from drift_verl.verifier import VerifierPool, load_function
+    from drift_verl.verifier import IN_WORKER_ENV, VerifierPool, load_function
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=2000)
@@ -52,8 +53,15 @@ def main() -> None:
     pool = VerifierPool(size=args.workers)
     for path, cases in CASES.items():
         fn = load_function(path, "compute_score")
+        def inline(i, fn=fn, cases=cases):
+            os.environ[IN_WORKER_ENV] = "1"  # as inside a worker: reward_fns.math's isolated() runs inline
+            try:
+                return fn("bench", *cases[i % len(cases)])
+            finally:
+                os.environ.pop(IN_WORKER_ENV, None)
+
         arms = {
-            "inline": lambda i, fn=fn, cases=cases: fn("bench", *cases[i % len(cases)]),
+            "inline": inline,
             "pool": lambda i, path=path, cases=cases: pool.call(path, "compute_score", ("bench", *cases[i % len(cases)]),
                                                                  {}, 10.0),
         }
