@@ -10,8 +10,8 @@ forever. :class:`JobMonitor` runs in the driver for the whole run and checks, ev
   nothing for ``engine_unresponsive_s`` counts as wedged).
 
 On a failure it interrupts the driver's main thread, which stops Ray and ends with the line; if that has not
-ended the process after ``grace_s``, the monitor prints the line and exits. Waits that stall without anything dying (a weight sync, a
-rollout that never finishes) are bounded in the DRIFT trainer itself (:class:`Stalled`).
+ended the process after ``grace_s``, the monitor prints the line and exits. Waits that stall without anything
+dying (a weight sync, a rollout that never finishes) are bounded in the DRIFT trainer itself (:class:`Stalled`).
 """
 
 from __future__ import annotations

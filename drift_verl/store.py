@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from drift_verl import safe_io
 from drift_verl.errors import ClearError
 
 SCHEMA = pa.schema(
@@ -53,7 +53,9 @@ HASH_CHUNK = 1 << 20
 
 
 def _hash_cache_file() -> Path:
-    return Path(os.environ.get("DRIFT_VERL_CACHE", Path.home() / ".cache" / "drift_verl")) / "content_hashes.json"
+    from drift_verl.assets import cache_root
+
+    return cache_root().parent / "content_hashes.json"  # beside the versioned asset folders
 
 
 def _file_digest(path: Path, cache: dict) -> str:
@@ -88,10 +90,7 @@ def content_identity(path: str) -> str:
     for file in files:
         combined.update(f"{file.relative_to(target) if file != target else ''}\0{_file_digest(file, cache)}\0".encode())
     try:  # only a shortcut for the next time: a read-only cache folder just means hashing again
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache))
-        os.replace(tmp, cache_file)
+        safe_io.write_text(cache_file, json.dumps(cache))
     except OSError:
         pass
     return combined.hexdigest()
@@ -163,9 +162,7 @@ class TrajectoryStore:
                 raise StoreError(f"{manifest}: this store was made with another configuration than its folder name "
                                  f"says (a foreign or edited manifest); remove the folder {self.dir} to roll out anew")
         else:
-            tmp = manifest.with_suffix(".tmp")
-            tmp.write_text(json.dumps(expected, indent=2, default=str))
-            os.replace(tmp, manifest)
+            safe_io.write_text(manifest, json.dumps(expected, indent=2, default=str))
 
     @property
     def num_shards(self) -> int:
@@ -191,9 +188,8 @@ class TrajectoryStore:
         """Write one shard atomically (a temporary file renamed into place)."""
         if table.schema != SCHEMA:
             raise ValueError(f"shard {index}: schema differs from the store's:\n{table.schema}")
-        tmp = self.shard_path(index).with_suffix(".tmp")
-        pq.write_table(table, tmp)
-        os.replace(tmp, self.shard_path(index))
+        with safe_io.atomic_path(self.shard_path(index)) as tmp:
+            pq.write_table(table, tmp)
 
     def read_shard(self, index: int, columns: list[str] | None = None) -> pa.Table:
         with pq.ParquetFile(self.shard_path(index)) as shard:  # lighter than pq.read_table for one file

@@ -69,7 +69,7 @@ def test_store_shards_resume_and_fingerprint(tmp_path):
                           _row("b", 0, [0.0], [None]), _row("b", 1, [0.0], ["5"])])
     again = TrajectoryStore(tmp_path, spec, num_prompts=3, prompts_per_shard=2)  # a restarted run
     assert again.dir == store.dir and again.missing_shards() == [1]
-    assert not list(store.dir.glob("*.tmp"))
+    assert not list(store.dir.glob("*.tmp*"))
     assert pq.read_table(store.shard_path(0)).num_rows == 4
     with pytest.raises(StoreError, match="another configuration"):
         TrajectoryStore(tmp_path, spec, num_prompts=4, prompts_per_shard=2)
