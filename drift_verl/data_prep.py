@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from drift_verl.answers import extract_boxed
-from drift_verl.safe_io import atomic_path, refuse_overwriting
+from drift_verl.core.answers import extract_boxed
+from drift_verl.core.safe_io import atomic_path, refuse_overwriting
 
 INSTRUCTION = "Solve the problem step by step. Put the final answer in <answer></answer> tags."
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")

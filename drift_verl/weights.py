@@ -1,12 +1,5 @@
-"""DRIFT's returns and importance weights: pure functions, no verl import.
-
-A trajectory's return is ``R = sum_t gamma^(t-1) r_t + format_penalty - lambda * (1 - distinct/answers)``.
-Within each group (the N trajectories of one prompt), ``w_i = exp(R_i/beta) / mean_j exp(R_j/beta)``: the
-KL-regularised RL optimum written as importance weights on the reference policy's samples (AWR/AWAC), so
-weights average 1 per group and weighted SFT on them moves the policy towards that optimum.
-
-CLI (the paper reference implementation's JSONL rows: ``prompt_id``, ``turn_rewards`` as ``{"t1": r1, ...}``,
-``answer_norms``, ``format_penalty``)::
+"""Reweight trajectories made elsewhere (the paper reference implementation's JSONL rows: ``prompt_id``,
+``turn_rewards`` as ``{"t1": r1, ...}``, ``answer_norms``, ``format_penalty``)::
 
     python -m drift_verl.weights IN.jsonl OUT.jsonl --gamma 0.9 --beta 0.1
 
@@ -19,215 +12,21 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 import numpy as np
 
-from drift_verl.safe_io import OutputOverInput, atomic_path, refuse_overwriting
+from drift_verl.core.diagnostics import diagnostics
+from drift_verl.core.safe_io import OutputOverInput, atomic_path, refuse_overwriting
+from drift_verl.core.weights import (
+    REPETITION_COEF,
+    WeightConfig,
+    WeightInputError,
+    group_codes,
+    group_weights,
+    trajectory_return,
+)
 
-FORMAT_PENALTY = -0.1  # added per turn with no parseable answer
-REPETITION_COEF = 0.5  # lambda
-WEIGHTINGS = ("drift", "uniform", "rejection")
-
-
-class WeightInputError(ValueError):
-    """Bad input to the weight pass; the message names the row and field."""
-
-
-@dataclass(frozen=True)
-class WeightConfig:
-    gamma: float = 0.9
-    beta: float = 0.1
-    repetition_coef: float = REPETITION_COEF
-    normalization: str = "group"  # "group" (paper) or "batch"
-    cap: float | None = None  # clip weights at this value (after normalisation; not renormalised)
-    weighting: str = "drift"  # drift: exp(R/beta); baselines: uniform (offline SFT), rejection (successes only)
-
-    def __post_init__(self):
-        if not (isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta > 0):
-            raise WeightInputError(f"beta must be a finite number > 0, got {self.beta!r}")
-        if not (isinstance(self.gamma, (int, float)) and 0 < self.gamma <= 1):
-            raise WeightInputError(f"gamma must be in (0, 1], got {self.gamma!r}")
-        if self.normalization not in ("group", "batch"):
-            raise WeightInputError(f"normalization must be 'group' or 'batch', got {self.normalization!r}")
-        if self.cap is not None and not self.cap > 0:
-            raise WeightInputError(f"cap must be > 0 or None, got {self.cap!r}")
-        if self.weighting not in WEIGHTINGS:
-            raise WeightInputError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
-        if self.repetition_coef < 0:
-            raise WeightInputError(f"repetition_coef must be >= 0, got {self.repetition_coef!r}")
-
-
-def repetition_penalty(answers: Sequence[str], coef: float = REPETITION_COEF) -> float:
-    """``coef * (1 - distinct / answers)`` over the answers given: repeating a rejected answer costs."""
-    if not answers:
-        return 0.0
-    return coef * (1.0 - len(set(answers)) / len(answers))
-
-
-def discounted_reward(turn_rewards: Sequence[float], gamma: float) -> float:
-    """``sum_t gamma^(t-1) r_t``: solving at an earlier turn is worth more."""
-    return float(sum(r * gamma**t for t, r in enumerate(turn_rewards)))
-
-
-def trajectory_return(
-    turn_rewards: Sequence[float],
-    format_penalty: float,
-    answers: Sequence[str],
-    gamma: float = 0.9,
-    repetition_coef: float = REPETITION_COEF,
-) -> float:
-    """R of one trajectory. ``format_penalty`` is the trajectory's total (``FORMAT_PENALTY`` per unparsed turn);
-    ``answers`` are the normalised answers of the turns that had one."""
-    return discounted_reward(turn_rewards, gamma) + format_penalty - repetition_penalty(answers, repetition_coef)
-
-
-# ---------------------------------------------------------------- the same, vectorised over many trajectories
-# Rows are given as flat values plus one length per row (an Arrow list column's layout). These must equal the
-# per-row functions above (tests/test_weights.py checks them against each other on random data).
-
-
-def _row_index(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For flat values laid out by ``lengths``: each value's row and its position within the row."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    rows = np.repeat(np.arange(lengths.size), lengths)
-    starts = np.cumsum(lengths) - lengths
-    return rows, np.arange(rows.size) - starts[rows]
-
-
-def discounted_rewards(rewards: np.ndarray, lengths: np.ndarray, gamma: float) -> np.ndarray:
-    """:func:`discounted_reward` of every row: ``rewards`` flat, row ``i`` holding ``lengths[i]`` turns."""
-    rows, turn = _row_index(lengths)
-    powers = np.array([gamma**t for t in range(int(turn.max(initial=-1)) + 1)], dtype=np.float64)
-    terms = np.asarray(rewards, dtype=np.float64) * powers[turn]
-    return np.bincount(rows, weights=terms, minlength=len(lengths))
-
-
-def repetition_penalties(codes: np.ndarray, lengths: np.ndarray, coef: float = REPETITION_COEF) -> np.ndarray:
-    """:func:`repetition_penalty` of every row. ``codes`` are the answers as integers (equal answers, equal
-    codes), flat, row ``i`` holding ``lengths[i]`` of them; a negative code is a turn with no answer (skipped)."""
-    codes = np.asarray(codes, dtype=np.int64)
-    rows, _ = _row_index(lengths)
-    given = codes >= 0
-    rows, codes = rows[given], codes[given]
-    num_rows = len(lengths)
-    answered = np.bincount(rows, minlength=num_rows)
-    span = int(codes.max(initial=0)) + 1
-    pairs = np.sort(rows * span + codes)  # (row, answer) pairs, equal ones adjacent
-    first = np.ones(pairs.size, dtype=bool)
-    np.not_equal(pairs[1:], pairs[:-1], out=first[1:])
-    distinct = np.bincount(pairs[first] // span, minlength=num_rows)
-    penalty = np.zeros(num_rows)
-    some = answered > 0
-    penalty[some] = coef * (1.0 - distinct[some] / answered[some])
-    return penalty
-
-
-def trajectory_returns(
-    rewards: np.ndarray,
-    reward_lengths: np.ndarray,
-    format_penalty: np.ndarray,
-    answer_codes: np.ndarray,
-    answer_lengths: np.ndarray,
-    gamma: float = 0.9,
-    repetition_coef: float = REPETITION_COEF,
-) -> np.ndarray:
-    """:func:`trajectory_return` of every row (float64), from flat rewards and answer codes (see above)."""
-    return (
-        discounted_rewards(rewards, reward_lengths, gamma)
-        + np.asarray(format_penalty, dtype=np.float64)
-        - repetition_penalties(answer_codes, answer_lengths, repetition_coef)
-    )
-
-
-def group_weights(returns: np.ndarray, groups: np.ndarray, config: WeightConfig) -> np.ndarray:
-    """``exp(R/beta)`` normalised to mean 1 per group (or over the batch), computed with a max shift.
-
-    ``groups`` holds integer group codes (see :func:`group_codes`).
-    """
-    returns = np.asarray(returns, dtype=np.float64)
-    groups = np.asarray(groups, dtype=np.intp)
-    if config.normalization == "batch":
-        groups = np.zeros_like(groups)
-    num_groups = int(groups.max()) + 1 if groups.size else 0
-    group_max = np.full(num_groups, -np.inf)
-    np.maximum.at(group_max, groups, returns)
-    weights = returns - group_max[groups]  # each group's best trajectory -> exp(0) = 1
-    weights /= config.beta
-    np.exp(weights, out=weights)
-    counts = np.bincount(groups, minlength=num_groups)
-    with np.errstate(divide="ignore", invalid="ignore"):  # empty groups only
-        weights *= (counts / np.bincount(groups, weights=weights, minlength=num_groups))[groups]
-    if config.cap is not None:
-        np.minimum(weights, config.cap, out=weights)
-    return weights
-
-
-def trajectory_weights(returns: np.ndarray, groups: np.ndarray, solved: np.ndarray, config: WeightConfig) -> np.ndarray:
-    """The weights phase 3 trains with: DRIFT's, or one of the paper's baselines on the same trajectories —
-    ``uniform`` (w = 1: plain offline SFT) or ``rejection`` (successful trajectories only, mean weight 1)."""
-    if config.weighting == "uniform":
-        return np.ones(len(returns))
-    if config.weighting == "rejection":
-        kept = np.asarray(solved, dtype=np.float64)
-        return kept / kept.mean() if kept.any() else kept
-    return group_weights(returns, groups, config)
-
-
-def group_codes(prompt_ids: Sequence | np.ndarray) -> np.ndarray:
-    """Integer code per row for the prompt id (group) it belongs to.
-
-    Integer arrays whose codes are already dense (every code in ``0..max`` used, as
-    :func:`drift_verl.store.returns_and_groups` returns them) are returned as they are.
-    """
-    if isinstance(prompt_ids, np.ndarray) and np.issubdtype(prompt_ids.dtype, np.integer):
-        if prompt_ids.size == 0 or (prompt_ids.min() >= 0 and np.bincount(prompt_ids).all()):
-            return prompt_ids.astype(np.intp, copy=False)
-        return np.unique(prompt_ids, return_inverse=True)[1].astype(np.intp, copy=False)
-    _, codes = np.unique(np.asarray(prompt_ids, dtype=object).astype(str), return_inverse=True)
-    return codes
-
-
-def group_ess_fraction(weights: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Per non-empty group, ``(sum w)^2 / sum w^2 / n``: 1 for uniform weights, ``1/n`` for one dominant."""
-    weights = np.asarray(weights, dtype=np.float64)
-    counts = np.bincount(groups)
-    present = counts > 0
-    sum_w = np.bincount(groups, weights=weights)[present]
-    sum_w2 = np.bincount(groups, weights=weights**2)[present]
-    return sum_w**2 / np.maximum(sum_w2, 1e-300) / counts[present]
-
-
-def diagnostics(
-    weights: np.ndarray, groups: np.ndarray, solved: np.ndarray | None = None, bins: int = 20
-) -> dict[str, float | list]:
-    """Health of the weights. ESS fraction per group is ``(sum w)^2 / sum w^2 / n``: 1 when weights are
-    uniform, ``1/n`` when a single trajectory carries the group. A group is *degenerate* when its ESS is
-    below 1.5 trajectories; an *all-fail* group has no solved trajectory (its weights only rank failures)."""
-    weights = np.asarray(weights, dtype=np.float64)
-    groups = np.asarray(groups)
-    counts = np.bincount(groups)
-    present = counts > 0
-    ess_fraction = group_ess_fraction(weights, groups)
-    ess = ess_fraction * counts[present]
-    hist, edges = np.histogram(weights, bins=bins)
-    result = {
-        "weights/ess_fraction_mean": float(ess_fraction.mean()),
-        "weights/ess_fraction_min": float(ess_fraction.min()),
-        "weights/degenerate_group_share": float((ess < 1.5).mean()),
-        "weights/max": float(weights.max()),
-        "weights/mean": float(weights.mean()),
-        "weights/num_groups": int(present.sum()),
-        "weights/histogram": {"counts": hist.tolist(), "edges": edges.tolist()},
-    }
-    if solved is not None:
-        any_solved = np.bincount(groups, weights=np.asarray(solved, dtype=np.float64))[present] > 0
-        result["weights/all_fail_group_share"] = float((~any_solved).mean())
-    return result
-
-
-# ---------------------------------------------------------------- reference-format JSONL
 REFERENCE_FIELDS = ("prompt_id", "turn_rewards", "answer_norms", "format_penalty")
 
 

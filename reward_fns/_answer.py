@@ -1,4 +1,4 @@
-"""The answer span the reward functions grade, found with :mod:`drift_verl.answers`' parsers.
+"""The answer span the reward functions grade, found with :mod:`drift_verl.core.answers`' parsers.
 
 ``answer_format`` (from ``reward_kwargs``) names one parser, so the reward agrees with the feedback loop's
 ``drift.env.answer_format`` on what "no parseable answer" means; ``None`` accepts any of the formats.
@@ -7,7 +7,7 @@ A ``\\boxed{}`` inside the span is unwrapped (``<answer>\\boxed{5}</answer>`` gr
 
 from __future__ import annotations
 
-from drift_verl.answers import extract_answer_tag, extract_boxed, extract_gsm8k, get_parser
+from drift_verl.core.answers import extract_answer_tag, extract_boxed, extract_gsm8k, get_parser
 
 ANY_FORMAT = (extract_answer_tag, extract_boxed, extract_gsm8k)  # tried in this order when no format is named
 

@@ -2,7 +2,7 @@
 
 ``reward_kwargs``: ``routes`` maps a data source to a reward function's path (``pkg://reward_fns.choice`` or a
 file), ``default`` is the path for every other source. Each function is called with the remaining
-``reward_kwargs`` (``answer_format``, ...) and must have ``compute_score``. ``drift_verl.eval`` sets this up from
+``reward_kwargs`` (``answer_format``, ...) and must have ``compute_score``. ``drift_verl.eval.evaluate`` sets this up from
 ``eval.rewards``; in a training config::
 
     reward.custom_reward_function.path=pkg://reward_fns.by_source

@@ -4,7 +4,7 @@ The answer is the last ``<answer>...</answer>`` of the response (``answer_format
 ``boxed`` or ``gsm8k`` instead).
 """
 
-from drift_verl.answers import get_parser, normalize
+from drift_verl.core.answers import get_parser, normalize
 
 
 def compute_score(data_source, solution_str, ground_truth, extra_info=None, answer_format="answer", **kwargs):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from drift_verl.answers import extract_gsm8k
+from drift_verl.core.answers import extract_gsm8k
 from reward_fns._answer import extract
 
 _NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?")

@@ -20,8 +20,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from drift_verl.metrics import validation_summary
-from drift_verl.runs import run_job, tail
+from drift_verl.core.metrics import validation_summary
+from drift_verl.eval.runs import run_job, tail
 
 MAX_TURNS = 5
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from drift_verl import runs
-from drift_verl.runs import read_metrics, tail  # noqa: F401  (used by the e2e tests)
+from drift_verl.eval import runs
+from drift_verl.eval.runs import read_metrics, tail  # noqa: F401  (used by the e2e tests)
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -34,7 +34,7 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def tiny_model_path() -> str:
-    from drift_verl import assets
+    from drift_verl.tiny import assets
 
     return assets.tiny_model()
 

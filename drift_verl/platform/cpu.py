@@ -2,7 +2,7 @@
 
 verl ships platforms for CUDA/NPU/ROCm only. Every developer and CI machine of this project is CPU-only, so
 this module registers a ``cpu`` platform plus the few smallest patches verl needs to run its real FSDP engine
-with gloo. It is imported from :mod:`drift_verl.plugin` in every process (driver, TaskRunner, Ray workers).
+with gloo. It is imported from :mod:`drift_verl.integration.plugin` in every process (driver, TaskRunner, Ray workers).
 Each patch states why it is needed; none is applied unless the cpu platform is selected.
 """
 

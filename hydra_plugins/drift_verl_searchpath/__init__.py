@@ -6,4 +6,4 @@ from hydra.plugins.search_path_plugin import SearchPathPlugin
 
 class DriftVerlSearchPathPlugin(SearchPathPlugin):
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
-        search_path.append(provider="drift-verl", path="pkg://drift_verl.recipes")
+        search_path.append(provider="drift-verl", path="pkg://recipes")

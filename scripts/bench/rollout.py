@@ -44,8 +44,8 @@ def bare_rollouts(model: str, prompts_file: str, num_prompts: int, n: int, max_t
     import pandas as pd
     from vllm import LLM, SamplingParams
 
-    from drift_verl.answers import get_parser
-    from drift_verl.tiny_task import FEEDBACK
+    from drift_verl.core.answers import get_parser
+    from drift_verl.tiny.task import FEEDBACK
     from reward_fns.exact import compute_score
 
     rows = pd.read_parquet(prompts_file).head(num_prompts).to_dict("records")
@@ -84,7 +84,7 @@ def bare_rollouts(model: str, prompts_file: str, num_prompts: int, n: int, max_t
 
 
 def drift_rollouts(args, workdir: Path) -> dict:
-    from drift_verl.runs import run_job, tail
+    from drift_verl.eval.runs import run_job, tail
 
     overrides = [
         "recipe=drift", "platform=cpu", f"actor_rollout_ref.model.path={args.model}", "actor_rollout_ref.rollout.dtype=bfloat16",
@@ -123,7 +123,7 @@ def run_bare(args, workdir: Path, platform_kernels: bool) -> dict:
 
 
 def main() -> None:
-    from drift_verl import assets
+    from drift_verl.tiny import assets
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=None, help="default: the embedded reference policy")

@@ -48,7 +48,7 @@ MODELS = {"tiny": None, "wide": {"hidden": 256, "layers": 4}}  # tiny: drift_ver
 
 
 def model_path(name: str, workdir: Path) -> str:
-    from drift_verl import assets
+    from drift_verl.tiny import assets
 
     tiny = assets.tiny_model()
     if MODELS[name] is None:
@@ -98,7 +98,7 @@ def compose_config(model: str, args):
         f"data.max_response_length={args.response_len}",
         f"actor_rollout_ref.rollout.max_model_len={args.prompt_len + args.response_len}",
     ]
-    with initialize_config_module(config_module="drift_verl.recipes", version_base=None):
+    with initialize_config_module(config_module="recipes", version_base=None):
         return compose(config_name="drift_main", overrides=overrides)  # resolved lazily: only what is used
 
 
@@ -137,7 +137,7 @@ class Bench:
 
     def _write_store(self, root: Path):
         """The rows as a trajectory store (the trainer's phase 3 reads its mini-batches from one)."""
-        from drift_verl.store import TrajectoryStore
+        from drift_verl.core.store import TrajectoryStore
 
         n = self.args.n
         store = TrajectoryStore(root, {"bench": "update"}, len(self.rows) // n, prompts_per_shard=16)
@@ -150,7 +150,7 @@ class Bench:
         return store
 
     def _padded(self, weights):
-        from drift_verl.batch import padded_batch
+        from drift_verl.core.batch import padded_batch
 
         return padded_batch(self.rows, weights, self.args.prompt_len, self.args.response_len,
                             self.tokenizer.pad_token_id, "all")
@@ -174,7 +174,7 @@ class Bench:
     def epoch_drift(self) -> float:
         """The trainer's phase 3: rows read from the store shard by shard, then DriftTrainer._update per
         mini-batch (building the batch and converting it to verl's layout are timed too)."""
-        from drift_verl.trainer import TRAIN_COLUMNS, DriftTrainer
+        from drift_verl.integration.trainer import TRAIN_COLUMNS, DriftTrainer
 
         size = self.args.mini_batch
         trainer = SimpleNamespace(

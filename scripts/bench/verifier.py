@@ -1,4 +1,4 @@
-"""Verifier calls/s through the isolating worker pool (drift_verl.verifier) against plain in-process calls.
+"""Verifier calls/s through the isolating worker pool (drift_verl.integration.verifier) against plain in-process calls.
 
 The feedback loop verifies every turn of every trajectory through the pool; this measures what the isolation
 costs per call, with the agent loop's concurrency (many coroutines handing calls to executor threads). Arms
@@ -39,7 +39,7 @@ async def _run(call, calls: int, concurrency: int) -> float:
 
 
 def main() -> None:
-    from drift_verl.verifier import IN_WORKER_ENV, VerifierPool, load_function
+    from drift_verl.integration.verifier import IN_WORKER_ENV, VerifierPool, load_function
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=2000)

@@ -39,7 +39,7 @@ MAX_TURNS = 5
 
 # ---------------------------------------------------------------- synthetic stores
 def _store(workdir: Path, size: int, group_size: int, prompts_per_shard: int):
-    from drift_verl.store import TrajectoryStore
+    from drift_verl.core.store import TrajectoryStore
 
     spec = {"synthetic_weight_pass": 1, "trajectories": size, "group_size": group_size, "seed": 0}
     folder = workdir / f"store-{size:.0e}-g{group_size}-s{prompts_per_shard}".replace("+", "")
@@ -51,7 +51,7 @@ def _shard_table(prompts: range, group_size: int, rng: np.random.Generator):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from drift_verl.store import SCHEMA
+    from drift_verl.core.store import SCHEMA
 
     num_prompts = len(prompts)
     rows = num_prompts * group_size
@@ -118,8 +118,9 @@ def child(args) -> None:
     except ImportError:
         pass
 
-    from drift_verl.store import returns_and_groups
-    from drift_verl.weights import WeightConfig, diagnostics, group_codes, group_weights
+    from drift_verl.core.store import returns_and_groups
+    from drift_verl.core.diagnostics import diagnostics
+    from drift_verl.core.weights import WeightConfig, group_codes, group_weights
 
     store = _store(Path(args.workdir), args.child, args.group_size, args.prompts_per_shard)
     config = WeightConfig(gamma=0.9, beta=0.1, repetition_coef=0.5)

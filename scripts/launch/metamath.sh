@@ -12,5 +12,5 @@ shift 3
 [[ $model == 3b || $model == 7b ]] || usage
 [[ $gpus == 4 || $gpus == 8 ]] || usage
 data_dir=$(realpath -m "${DATA_DIR:-data}")  # absolute: Ray workers need not share the launch directory
-exec "${PYTHON:-python}" -m drift_verl.main "recipe=$recipe" "preset=qwen2.5-${model}_metamath" \
+exec "${PYTHON:-python}" -m drift_verl.main "recipe=$recipe" "task=qwen2.5-${model}_metamath" \
     "trainer.n_gpus_per_node=$gpus" "data_dir=$data_dir" "$@"

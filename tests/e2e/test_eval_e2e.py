@@ -14,7 +14,7 @@ TURNS, PROMPTS = 3, 8
 
 def _benchmarks(workdir) -> tuple[str, str]:
     """A math benchmark (tiny val prompts) and a multiple-choice one built from other tiny val prompts."""
-    from drift_verl import assets
+    from drift_verl.tiny import assets
 
     val = pd.read_parquet(assets.tiny_val())
     math = val.iloc[:PROMPTS]

@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from drift_verl.schedule import batch_digest, epoch_order, epoch_seed
+from drift_verl.core.schedule import batch_digest, epoch_order, epoch_seed
 from tests.conftest import FIXTURES, SMALL_TASK, read_metrics, with_fixture_hooks
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]

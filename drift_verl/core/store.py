@@ -1,0 +1,298 @@
+"""The trajectory store: parquet shards written by phase 1 and streamed by phases 2 and 3.
+
+Layout: ``<root>/<fingerprint>/manifest.json`` + ``shard-00000.parquet`` ... The fingerprint hashes everything
+that determines the rollouts (reference policy, data, N, environment, sampling), not beta/gamma, so any
+sweep over the weights reuses one store. Each shard is written to a temporary file and renamed, so a killed
+run leaves only whole shards: resuming regenerates exactly the shards that are missing, never duplicating
+or losing a trajectory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from drift_verl.core import safe_io
+from drift_verl.core.errors import ClearError
+from drift_verl.core.returns import trajectory_returns
+
+SCHEMA = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("sample", pa.int32()),  # index of the trajectory within its group
+        ("data_source", pa.string()),
+        ("ground_truth", pa.string()),
+        ("prompt_ids", pa.list_(pa.int32())),
+        ("response_ids", pa.list_(pa.int32())),
+        ("response_mask", pa.list_(pa.int8())),  # 1 on assistant tokens, 0 on environment feedback
+        ("turn_spans", pa.list_(pa.list_(pa.int32()))),  # [start, end) of each assistant turn in the response
+        ("turn_rewards", pa.list_(pa.float32())),
+        ("answers", pa.list_(pa.string())),  # normalised answer per turn, null when unparseable
+        ("format_penalty", pa.float32()),
+        ("t_star", pa.int32()),  # first solved turn, 0 when never solved
+        ("verifier_failures", pa.int32()),
+        ("messages", pa.string()),  # the conversation as chat messages (JSON)
+    ]
+)
+
+
+def fingerprint(spec: dict) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+HASH_CHUNK = 1 << 20
+
+
+def _hash_cache_file() -> Path:
+    return safe_io.cache_dir() / "content_hashes.json"  # beside the versioned asset folders
+
+
+def _file_digest(path: Path, cache: dict) -> str:
+    """sha256 of a file's bytes, read in chunks; remembered by (path, inode, size, mtime, ctime) so a big file is
+    read once."""
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_ino}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}"
+    if key not in cache:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            while chunk := handle.read(HASH_CHUNK):
+                digest.update(chunk)
+        cache[key] = digest.hexdigest()
+    return cache[key]
+
+
+def content_identity(path: str) -> str:
+    """The content of a file, or of a folder's files (names relative to it, and bytes), as one sha256: equal for
+    copies anywhere, different when any byte changes. A path that does not exist here (a hub model name) is
+    identified by its name."""
+    target = Path(path)
+    if not target.exists():
+        return f"name:{path}"
+    cache_file = _hash_cache_file()
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    files = [target] if target.is_file() else sorted(
+        p for p in target.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(target).parts))
+    combined = hashlib.sha256()
+    for file in files:
+        combined.update(f"{file.relative_to(target) if file != target else ''}\0{_file_digest(file, cache)}\0".encode())
+    try:  # only a shortcut for the next time: a read-only cache folder just means hashing again
+        safe_io.write_text(cache_file, json.dumps(cache))
+    except OSError:
+        pass
+    return combined.hexdigest()
+
+
+def module_file(path: str) -> str:
+    """The file behind a verifier path in verl's custom_reward_function convention (``pkg://package.module``,
+    ``file://PATH`` or ``PATH``)."""
+    if not path.startswith("pkg://"):
+        return path.removeprefix("file://")
+    import importlib.util
+
+    spec = importlib.util.find_spec(path.removeprefix("pkg://"))
+    return spec.origin if spec and spec.origin else path
+
+
+def rollout_spec(config, reference, round_index: int) -> dict:
+    """Everything that shapes a round's rollouts, for the store's fingerprint: the reference policy (``reference``:
+    its content, or the checkpoint that ended the previous round), its tokenizer, the data's content, N, sampling,
+    lengths and the environment (its settings and the verifier's file); not beta/gamma, and no file paths, so a
+    copied model or data file finds the same store and a retrained one at the same path a new one."""
+    from omegaconf import OmegaConf
+
+    rollout, model = config.actor_rollout_ref.rollout, config.actor_rollout_ref.model
+    train_files = config.data.train_files
+    train_files = [train_files] if isinstance(train_files, str) else list(train_files)
+    verifier = OmegaConf.to_container(config.reward.custom_reward_function, resolve=True)
+    env = OmegaConf.to_container(config.drift.env, resolve=True)
+    env.pop("verifier_workers", None)  # how many processes verify does not change a verdict
+    return {
+        "reference": reference,
+        "tokenizer": content_identity(model.tokenizer_path) if model.get("tokenizer_path") else "with the model",
+        "chat_template": model.get("custom_chat_template"),
+        "data": [content_identity(str(f)) for f in train_files],
+        "n": rollout.n,
+        "sampling": {k: rollout.get(k) for k in ("temperature", "top_p", "top_k", "dtype")},
+        "lengths": [config.data.max_prompt_length, config.data.max_response_length],
+        "env": env,
+        "verifier": {**verifier, "path": content_identity(module_file(verifier["path"])) if verifier.get("path") else None},
+        "round": round_index,
+    }
+
+
+class StoreError(ClearError, ValueError):
+    """A store file that cannot be trusted; the message names it and says what to do."""
+
+
+@dataclass
+class TrajectoryStore:
+    root: Path
+    spec: dict
+    num_prompts: int
+    prompts_per_shard: int
+
+    def __post_init__(self):
+        self.root = Path(self.root).resolve()  # messages name files by absolute path
+        self.dir = self.root / fingerprint(self.spec)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        manifest = self.dir / "manifest.json"
+        expected = {"spec": self.spec, "num_prompts": self.num_prompts, "prompts_per_shard": self.prompts_per_shard}
+        if manifest.exists():
+            try:
+                found = json.loads(manifest.read_text())
+            except ValueError as error:
+                raise StoreError(f"{manifest}: not a readable manifest ({error}); the store cannot be identified: "
+                                 f"remove the folder {self.dir} to roll out anew") from None
+            if not isinstance(found, dict) or (
+                    {k: found.get(k) for k in expected} != json.loads(json.dumps(expected, default=str))):
+                raise StoreError(f"{manifest}: this store was made with another configuration than its folder name "
+                                 f"says (a foreign or edited manifest); remove the folder {self.dir} to roll out anew")
+        else:
+            safe_io.write_text(manifest, json.dumps(expected, indent=2, default=str))
+
+    @property
+    def num_shards(self) -> int:
+        return -(-self.num_prompts // self.prompts_per_shard)
+
+    def shard_path(self, index: int) -> Path:
+        return self.dir / f"shard-{index:05d}.parquet"
+
+    def shard_prompts(self, index: int) -> range:
+        start = index * self.prompts_per_shard
+        return range(start, min(start + self.prompts_per_shard, self.num_prompts))
+
+    def missing_shards(self) -> list[int]:
+        return [i for i in range(self.num_shards) if not self.shard_path(i).exists()]
+
+    def complete(self) -> bool:
+        return not self.missing_shards()
+
+    def write_shard(self, index: int, rows: list[dict]) -> None:
+        self.write_table(index, pa.Table.from_pylist(rows, schema=SCHEMA))
+
+    def write_table(self, index: int, table: pa.Table) -> None:
+        """Write one shard atomically (a temporary file renamed into place)."""
+        if table.schema != SCHEMA:
+            raise ValueError(f"shard {index}: schema differs from the store's:\n{table.schema}")
+        with safe_io.atomic_path(self.shard_path(index)) as tmp:
+            pq.write_table(table, tmp)
+
+    def read_shard(self, index: int, columns: list[str] | None = None) -> pa.Table:
+        with pq.ParquetFile(self.shard_path(index)) as shard:  # lighter than pq.read_table for one file
+            return shard.read(columns=columns)
+
+    def verify(self, samples_per_prompt: int) -> None:
+        """Every shard is present, a readable parquet file of the store's schema, with ``samples_per_prompt``
+        rows per prompt; else :class:`StoreError` naming the shard. Run before a store is trained on."""
+        for index in range(self.num_shards):
+            path = self.shard_path(index)
+            if not path.exists():
+                raise StoreError(f"{path}: missing; re-run the same command to roll it out (before the round's "
+                                 "training started), or restore it")
+            try:
+                with pq.ParquetFile(path) as shard:
+                    schema, rows = shard.schema_arrow, shard.metadata.num_rows
+            except Exception as error:  # truncated or overwritten file: pyarrow raises several kinds
+                raise StoreError(f"{path}: not a readable parquet shard ({type(error).__name__}: {error}); delete it "
+                                 "and re-run the same command to roll it out again") from None
+            expected = len(self.shard_prompts(index)) * samples_per_prompt
+            if not schema.equals(SCHEMA) or rows != expected:
+                raise StoreError(f"{path}: expected {expected} trajectories of the store's schema, found {rows}"
+                                 f"{'' if schema.equals(SCHEMA) else ' with another schema'}; delete it and re-run "
+                                 "the same command to roll it out again")
+
+    def shard_sizes(self) -> list[int]:
+        return [pq.ParquetFile(self.shard_path(i)).metadata.num_rows for i in range(self.num_shards)]
+
+    def iter_columns(self, columns: list[str], prefetch: int = 4) -> Iterator[pa.Table]:
+        """Stream the store shard by shard, in order (never the whole store in memory); up to ``prefetch``
+        shards are read ahead in threads, which hides most of the per-file cost of many small shards."""
+        with ThreadPoolExecutor(max_workers=max(1, prefetch)) as pool:
+            ahead: deque[Future] = deque()
+            for index in range(self.num_shards):
+                ahead.append(pool.submit(self.read_shard, index, columns))
+                if len(ahead) > prefetch:
+                    yield ahead.popleft().result()
+            while ahead:
+                yield ahead.popleft().result()
+
+
+WEIGHT_COLUMNS = ["prompt_id", "turn_rewards", "answers", "format_penalty", "t_star"]
+WEIGHT_BATCH_ROWS = 1 << 16  # shards are read one by one and computed on in batches of about this many rows
+
+
+def _list_layout(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """An Arrow list column as (flat values, length per row); a null list counts as empty."""
+    lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy().astype(np.int64)
+    return column.flatten(), lengths
+
+
+def _batch_returns(table: pa.Table, gamma: float, repetition_coef: float):
+    """(returns, prompt-id codes into the batch's own dictionary, that dictionary, solved) of one batch."""
+    column = {name: table.column(name).combine_chunks() for name in WEIGHT_COLUMNS}
+    for name in ("prompt_id", "format_penalty"):
+        if column[name].null_count:
+            raise ValueError(f"trajectory store: null {name!r} in a stored trajectory")
+    rewards, reward_lengths = _list_layout(column["turn_rewards"])
+    if rewards.null_count:
+        raise ValueError("trajectory store: null turn reward in a stored trajectory")
+    answers, answer_lengths = _list_layout(column["answers"])
+    # equal answers get equal codes (exact, no hashing); a turn with no parseable answer gets -1
+    answer_codes = pc.fill_null(pc.dictionary_encode(answers).indices, -1).to_numpy()
+    returns = trajectory_returns(rewards.to_numpy(), reward_lengths, column["format_penalty"].to_numpy(),
+                                 answer_codes, answer_lengths, gamma, repetition_coef)
+    prompts = pc.dictionary_encode(column["prompt_id"])
+    solved = pc.fill_null(pc.greater(column["t_star"], 0), False).to_numpy(zero_copy_only=False)
+    return returns, prompts.indices.to_numpy(), prompts.dictionary, solved
+
+
+def returns_and_groups(store: TrajectoryStore, gamma: float, repetition_coef: float):
+    """Phase 2 input, streamed and vectorised: ``(returns, groups, solved)`` as flat arrays in store order.
+
+    ``returns`` is float64 (:func:`drift_verl.weights.trajectory_return` of each trajectory); ``groups`` is one
+    integer per trajectory, the same for trajectories with the same ``prompt_id`` (anywhere in the store), dense
+    (``0 .. groups-1`` in order of first appearance), so :func:`drift_verl.weights.group_codes` keeps it as is;
+    ``solved`` is bool (``t_star > 0``). Only the small columns are read, shard by shard; memory is O(rows)
+    numbers plus one string per distinct prompt.
+    """
+    returns, local_codes, dictionaries, solved = [], [], [], []
+    pending: list[pa.Table] = []
+    pending_rows = num_names = 0
+
+    def flush():
+        nonlocal pending, pending_rows, num_names
+        batch_returns, codes, names, batch_solved = _batch_returns(pa.concat_tables(pending), gamma, repetition_coef)
+        returns.append(batch_returns)
+        local_codes.append(codes.astype(np.int64) + num_names)
+        dictionaries.append(names)
+        solved.append(batch_solved)
+        num_names += len(names)
+        pending, pending_rows = [], 0
+
+    for table in store.iter_columns(WEIGHT_COLUMNS):
+        pending.append(table)
+        pending_rows += table.num_rows
+        if pending_rows >= WEIGHT_BATCH_ROWS:
+            flush()
+    if pending_rows or not returns:
+        pending = pending or [SCHEMA.empty_table().select(WEIGHT_COLUMNS)]
+        flush()
+    # one code per distinct prompt id across batches (a prompt never spans shards, but ids may repeat)
+    to_group = pc.dictionary_encode(pa.concat_arrays(dictionaries)).indices.to_numpy().astype(np.intp)
+    groups = np.concatenate(local_codes)
+    del local_codes
+    groups = to_group[groups]
+    return np.concatenate(returns), groups, np.concatenate(solved)

@@ -1,0 +1,146 @@
+"""The multi-turn feedback environment as a verl agent loop (``drift_feedback``), used by both recipes.
+
+Per turn: generate through verl's rollout server, parse the answer, score it with the configured verifier
+(verl's ``compute_score`` signature), and on a wrong answer append the feedback message and go again, up to
+``drift.env.max_turns``; stop at the first correct answer (turn t*). Only assistant tokens are trainable
+(``response_mask``); each assistant turn's token span is recorded so DRIFT can train the last turn only.
+The trajectory's return (:mod:`drift_verl.core.weights`) is the reward, so GRPO and DRIFT optimise the same thing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from typing import Any
+from uuid import uuid4
+
+from omegaconf import OmegaConf
+from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, register
+
+from drift_verl.core.answers import get_parser, normalize
+from drift_verl.integration.config import DriftConfig
+from drift_verl.core.metrics import solved_turn, trajectory_info
+from drift_verl.integration.verifier import VerifierFailed, shared_pool
+from drift_verl.core.weights import FORMAT_PENALTY, trajectory_return
+
+logger = logging.getLogger(__name__)
+
+
+def feedback_message(mode: str, text: str, turn: int, max_turns: int, answer: str | None) -> str:
+    """What the environment says after a wrong answer: the plain message (``simple``) or a state block."""
+    if mode == "simple":
+        return text
+    if mode == "full":
+        state = "no parseable answer" if answer is None else f"answer {answer!r} is incorrect"
+        return f"Turn {turn} / {max_turns}\nState: {state}\nReward: 0\nActions left: {max_turns - turn}\n{text}"
+    raise ValueError(f"drift.env.prompt_mode must be 'simple' or 'full', got {mode!r}")
+
+
+@register("drift_feedback")
+class FeedbackAgentLoop(AgentLoopBase):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        drift = DriftConfig.from_section(self.config.drift)
+        env = self.env = drift.env
+        self.max_turns = env.max_turns
+        self.parse = get_parser(env.answer_format)
+        self.verifier_pool = shared_pool(env.verifier_workers, env.verifier_memory_mb)
+        self.gamma, self.repetition_coef = drift.gamma, drift.repetition_coef
+        self.response_length = self.rollout_config.response_length
+        verifier = self.config.reward.get("custom_reward_function") or {}
+        if not verifier.get("path"):
+            raise ValueError("drift_feedback needs a verifier: set reward.custom_reward_function.path/name")
+        kwargs = OmegaConf.to_container(OmegaConf.create(dict(verifier.get("reward_kwargs") or {})), resolve=True)
+        self.verifier = (str(verifier.path), str(verifier.name), kwargs)
+
+    async def _score(self, data_source, text, ground_truth, extra_info) -> tuple[float, bool]:
+        """(reward, verifier_ok). A verifier that raises, runs past its time or memory, or crashes scores 0."""
+        path, name, kwargs = self.verifier
+        call = functools.partial(self.verifier_pool.call, path, name, (data_source, text, ground_truth, extra_info),
+                                 kwargs, self.env.verifier_timeout_s)
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(self.verifier_pool.executor, call)
+        except VerifierFailed as error:
+            logger.warning("verifier failed (%s); scoring 0", error)
+            return 0.0, False
+        score = result.get("score", 0.0) if isinstance(result, dict) else result
+        return float(score), True
+
+    async def run(self, sampling_params: dict[str, Any], **kwargs) -> AgentLoopOutput:
+        messages = list(kwargs["raw_prompt"])
+        ground_truth = kwargs["reward_model"]["ground_truth"]
+        data_source = kwargs.get("data_source", "")
+        extra_info = kwargs.get("extra_info") or {}
+
+        prompt_ids = await self.ct_build_initial_tokens(messages)
+        tokens, response_mask, logprobs = list(prompt_ids), [], []
+        turn_rewards, answers, spans, server_fields, metrics = [], [], [], {}, {}
+        verifier_failures = 0
+        request_id = uuid4().hex
+        for turn in range(1, self.max_turns + 1):
+            budget = self.response_length - len(response_mask)
+            params = dict(sampling_params, max_tokens=min(budget, self.env.turn_max_tokens or budget))
+            output = await self.server_manager.generate(request_id=request_id, prompt_ids=tokens, sampling_params=params)
+            for key, value in (output.extra_fields or {}).items():  # min/max_global_steps etc.: the trainer needs them
+                server_fields.setdefault(key, value)
+            start = len(response_mask)
+            merge, response_mask, logprobs = await self.ct_merge_assistant_token(
+                tokens, output.token_ids, response_mask, logprobs if output.log_probs else None,
+                assistant_logprobs=output.log_probs or None,
+            )
+            tokens = merge.token_ids
+            spans.append([start, len(response_mask)])
+            text = self.tokenizer.decode(output.token_ids, skip_special_tokens=True)
+            answer = self.parse(text)
+            reward, ok = await self._score(data_source, text, ground_truth, extra_info)
+            verifier_failures += not ok
+            turn_rewards.append(reward)
+            answers.append(None if answer is None else normalize(answer))
+            messages.append({"role": "assistant", "content": text})
+            if reward >= 1.0 or turn == self.max_turns:
+                break
+            feedback = {
+                "role": "user",
+                "content": feedback_message(self.env.prompt_mode, self.env.feedback, turn, self.max_turns, answer),
+            }
+            merge, mask_with_feedback, logprobs_with_feedback = await self.ct_merge_context_msg(
+                messages, messages + [feedback], tokens, response_mask, logprobs or None
+            )
+            if len(mask_with_feedback) >= self.response_length:
+                break  # no room left for another answer: end without a dangling feedback message
+            messages.append(feedback)
+            tokens, response_mask, logprobs = merge.token_ids, mask_with_feedback, logprobs_with_feedback or []
+
+        solved_at = solved_turn(turn_rewards)
+        given = [a for a in answers if a is not None]
+        format_penalty = FORMAT_PENALTY * (len(answers) - len(given))
+        score = trajectory_return(turn_rewards, format_penalty, given, self.gamma, self.repetition_coef)
+        response_ids = tokens[len(prompt_ids):]
+        extra_fields = {
+            **server_fields,
+            "turn_rewards": turn_rewards,
+            "answers": answers,
+            "turn_spans": spans,
+            "t_star": solved_at,
+            "num_assistant_turns": len(turn_rewards),
+            "format_penalty": format_penalty,
+            "verifier_failures": verifier_failures,
+            "messages": json.dumps(messages),
+            # averaged by verl's validation per data source ("acc", solved within T, becomes its core metric) and
+            # written per trajectory to its dump (trainer.validation_data_dir), which drift_verl.eval.evaluate reads; verl
+            # skips strings when averaging, so data_source only labels the dumped rows
+            "reward_extra_info": {**trajectory_info(turn_rewards, answers, self.max_turns),
+                                  "data_source": str(data_source)},
+        }
+        return AgentLoopOutput(
+            prompt_ids=list(prompt_ids),
+            response_ids=response_ids[: self.response_length],
+            response_mask=response_mask[: self.response_length],
+            response_logprobs=logprobs[: self.response_length] if logprobs else None,
+            reward_score=score,
+            num_turns=2 * len(turn_rewards),
+            metrics=metrics,
+            extra_fields=extra_fields,
+        )

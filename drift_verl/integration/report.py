@@ -1,0 +1,51 @@
+"""What a DRIFT run tells its user: the reference policy's quality from the store, and the end-of-run summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.compute as pc
+
+from drift_verl.core.metrics import multi_turn_metrics, validation_summary
+from drift_verl.core.store import TrajectoryStore
+
+
+def rollout_quality(store: TrajectoryStore, max_turns: int) -> tuple[dict, dict]:
+    """(the reference policy's multi-turn metrics, the logged metrics incl. the store's size: what it cost)."""
+    rewards, answers, failures, generated, response = [], [], 0, 0, 0
+    for table in store.iter_columns(["turn_rewards", "answers", "verifier_failures", "response_mask"]):
+        columns = table.select(["turn_rewards", "answers", "verifier_failures"]).to_pydict()
+        rewards += columns["turn_rewards"]
+        answers += columns["answers"]
+        failures += sum(columns["verifier_failures"])
+        mask = table.column("response_mask")
+        generated += pc.sum(pc.list_flatten(mask)).as_py() or 0
+        response += pc.sum(pc.list_value_length(mask)).as_py() or 0
+    metrics = multi_turn_metrics(rewards, answers, max_turns)
+    logged = {f"drift/reference/{k}": v for k, v in metrics.items()}
+    logged.update({"drift/rollout/verifier_failures": failures, "drift/rollout/trajectories": len(rewards),
+                   # assistant tokens; response tokens also count feedback, as verl's response_length does
+                   "drift/rollout/generated_tokens": generated, "drift/rollout/response_tokens": response})
+    return metrics, logged
+
+
+def summary(phase_times: dict[str, float], validation_history: list[tuple[int, dict]], run_dir: Path,
+            store: TrajectoryStore | None) -> str:
+    """Time per phase, validation from the first to the last point, and where the outputs are."""
+    lines = ["", "=" * 72, "DRIFT finished"]
+    for name, seconds in phase_times.items():
+        lines.append(f"  {name:<40s} {seconds:8.1f} s")
+    if validation_history:
+        (first_step, first), (last_step, last) = validation_history[0], validation_history[-1]
+        before, after = validation_summary(first), validation_summary(last)
+        for source, values in after.items():
+            lines.append(f"  validation {source}: step {first_step} -> step {last_step}")
+            shown = [n for n in values if n.startswith("solved_within_")] + ["non_repeat_ratio"]
+            for name, value in ((n, values[n]) for n in shown if n in values):
+                lines.append(f"    {name:<24s} {before.get(source, {}).get(name, float('nan')):6.3f} -> {value:6.3f}")
+    lines.append(f"  checkpoints: {run_dir.resolve()}")
+    if store is not None:
+        lines.append(f"  trajectory store: {store.dir.resolve()}")
+    lines.append(f"  plots: {(run_dir / 'plots').resolve()}")
+    lines.append("=" * 72)
+    return "\n".join(lines)

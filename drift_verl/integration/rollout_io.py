@@ -1,0 +1,82 @@
+"""Phase 1's traffic with verl: prompts handed to its agent-loop workers, finished trajectories taken back from
+TransferQueue (through verl's replay buffer) as trajectory-store rows."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import torch
+import transfer_queue as tq
+from verl.utils import tensordict_utils as tu
+from verl.utils.dataset.rl_dataset import collate_fn
+
+FIELDS = ["uid", "prompts", "responses", "response_mask", "extra_fields", "data_source", "reward_model"]
+FROM_THE_LOOP = ["turn_spans", "turn_rewards", "answers", "format_penalty", "t_star", "verifier_failures", "messages"]
+
+
+def _per_sample(value) -> list:
+    """A TransferQueue field as one Python value per sample (nested/padded tensors -> token lists)."""
+    if isinstance(value, torch.Tensor):
+        return [t.tolist() for t in (value.unbind() if value.is_nested else value)]
+    return list(value)
+
+
+class VerlRollouts:
+    """:class:`drift_verl.core.shard_window.Rollouts` through verl: its agent-loop workers and TransferQueue."""
+
+    def __init__(self, dataset, agent_loop_manager, replay_buffer, global_steps: int):
+        self.dataset, self.agent_loop_manager, self.replay_buffer = dataset, agent_loop_manager, replay_buffer
+        self.global_steps = global_steps
+        self.submitted: dict[str, tuple[int, str]] = {}
+
+    def submit(self, prompts: range) -> None:
+        self.submitted.update(submit(self.dataset, prompts, self.agent_loop_manager, self.global_steps))
+
+    def collect(self, count: int) -> tuple[list[dict], int]:
+        return collect(self.replay_buffer, self.submitted, count, self.global_steps)
+
+
+def submit(dataset, indices: range, agent_loop_manager, global_steps: int) -> dict[str, tuple[int, str]]:
+    """Hand prompts to verl's agent-loop workers, which run their trajectories in the background and put them
+    into TransferQueue. Returns uid -> (dataset index, prompt id)."""
+    items = [dataset[i] for i in indices]
+    batch_dict = collate_fn(items)
+    uids = [uuid.uuid4().hex for _ in indices]
+    batch_dict["uid"] = np.array(uids, dtype=object)
+    batch = tu.get_tensordict(batch_dict)
+    tu.assign_non_tensor_data(batch, "global_steps", global_steps)
+    tags = [{"is_prompt": True, "status": "pending", "global_steps": global_steps} for _ in uids]
+    tq.kv_batch_put(keys=uids, partition_id="train", tags=tags)
+    agent_loop_manager.generate_sequences(batch)
+    return {uid: (index, str((item.get("extra_info") or {}).get("prompt_id", index)))
+            for uid, index, item in zip(uids, indices, items)}
+
+
+def collect(replay_buffer, submitted: dict[str, tuple[int, str]], count: int, global_steps: int
+            ) -> tuple[list[dict], int]:
+    """Store rows of ``count`` finished prompts, whichever finished first (each row names its dataset
+    ``index``), and the assistant tokens they hold."""
+    meta, _ = replay_buffer.sample(global_steps=global_steps, partition_id="train", batch_size=count)
+    data = tq.kv_batch_get(keys=meta.keys, partition_id=meta.partition_id, select_fields=FIELDS)
+    tq.kv_clear(keys=meta.keys, partition_id=meta.partition_id)
+
+    columns = {name: _per_sample(data[name]) for name in FIELDS}
+    rows, samples, tokens = [], {}, 0
+    for i, uid in enumerate(columns["uid"]):
+        index, prompt_id = submitted[uid]
+        extra = columns["extra_fields"][i]
+        tokens += sum(columns["response_mask"][i])
+        rows.append({
+            "index": index,
+            "prompt_id": prompt_id,
+            "sample": samples.setdefault(uid, 0),
+            "data_source": str(columns["data_source"][i]),
+            "ground_truth": str(columns["reward_model"][i]["ground_truth"]),
+            "prompt_ids": columns["prompts"][i],
+            "response_ids": columns["responses"][i],
+            "response_mask": columns["response_mask"][i],
+            **{key: extra[key] for key in FROM_THE_LOOP},
+        })
+        samples[uid] += 1
+    return rows, tokens

@@ -1,0 +1,222 @@
+"""The DRIFT trainer: verl v1 trainer mode ``drift`` (``recipe=drift`` sets ``trainer.v1.trainer_mode=drift``).
+
+It reuses the synchronous trainer's workers, rollout replicas, agent loop, validation and checkpointing, and
+replaces its loop with DRIFT's three phases per round:
+
+1. rollouts: the frozen reference policy (the weights the replicas hold when the round starts) answers every
+   training prompt ``rollout.n`` times through the feedback agent loop, into the trajectory store
+   (:mod:`drift_verl.core.store`), shard by shard (resumable, reused when it matches);
+2. weights: returns and group-normalised importance weights (:mod:`drift_verl.core.weights`);
+3. update: ``drift.epochs`` passes of weighted SFT over the store in the order :mod:`drift_verl.core.schedule`
+   gives, each mini-batch one ``update_actor`` call with the ``drift`` policy loss (:mod:`drift_verl.core.loss`).
+
+With ``drift.rounds > 1`` the updated policy becomes the next round's reference (iterative DRIFT).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf, open_dict
+from tqdm import tqdm
+from verl.protocol import DataProto
+from verl.trainer.ppo.v1.trainer_base import register_trainer
+from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+from verl.utils import tensordict_utils as tu
+from verl.utils.metric import reduce_metrics
+from verl.utils.py_functional import rename_dict
+from verl.utils.tracking import Tracking, ValidationGenerationsLogger
+from verl.workers.utils.padding import left_right_2_no_padding
+
+from drift_verl.core.batch import padded_batch
+from drift_verl.core.diagnostics import diagnostics
+from drift_verl.core.errors import ClearError
+from drift_verl.core.schedule import Schedule, batch_digest
+from drift_verl.core.shard_window import fill_missing_shards
+from drift_verl.core.store import StoreError, TrajectoryStore, content_identity, returns_and_groups, rollout_spec
+from drift_verl.core.weights import group_codes, trajectory_weights
+from drift_verl.eval import plots
+from drift_verl.integration import report
+from drift_verl.integration.config import DriftConfig
+from drift_verl.integration.health import bound_replay_buffer
+from drift_verl.integration.replicas import ReplicaLifecycle
+from drift_verl.integration.rollout_io import VerlRollouts
+
+TRAIN_COLUMNS = ["prompt_ids", "response_ids", "response_mask", "turn_spans"]
+
+
+@register_trainer("drift")
+class DriftTrainer(ReplicaLifecycle, PPOTrainerSync):
+    @functools.cached_property
+    def drift(self) -> DriftConfig:
+        return DriftConfig.from_section(self.config.drift)
+
+    @property
+    def health(self):
+        return self.drift.health
+
+    @property
+    def mini_batch_size(self) -> int:
+        """Trajectories per optimizer step: verl's ``ppo_mini_batch_size`` (prompts) x ``rollout.n``."""
+        return self.config.actor_rollout_ref.actor.ppo_mini_batch_size * self.config.actor_rollout_ref.rollout.n
+
+    @property
+    def num_prompts(self) -> int:
+        return min(len(self.train_dataset), self.drift.max_prompts or len(self.train_dataset))
+
+    @functools.cached_property
+    def schedule(self) -> Schedule:
+        trajectories = self.num_prompts * self.config.actor_rollout_ref.rollout.n
+        return Schedule.of(trajectories, self.mini_batch_size, self.drift.epochs, self.drift.rounds, self.drift.seed)
+
+    def _init_dataloader(self):
+        """verl sizes the LR schedule's horizon from dataset / train_batch_size x total_epochs; DRIFT's optimizer
+        steps are rounds x epochs x mini-batches in the store: warm-up and decay follow those."""
+        super()._init_dataloader()
+        self.total_training_steps = self.schedule.total_steps
+        with open_dict(self.config):
+            self.config.actor_rollout_ref.actor.optim.total_training_steps = self.total_training_steps
+
+    def _build_replay_buffer(self):
+        self.trainer_mode = "sync"  # wherever verl consults it, DRIFT is synchronous; "drift" only picks this class
+        buffer = super()._build_replay_buffer()
+        buffer.poll_interval = 0.5  # verl polls TransferQueue every 2 s: a shard of a few seconds would wait
+        bound_replay_buffer(buffer, self.health.rollout_stall_timeout_s)
+        return buffer
+
+    def _add_prompts_to_generate(self, num_prompts: int) -> int:
+        # verl replaces failed rollout groups with fresh prompts, which would put other prompts into a shard
+        raise ClearError(f"{num_prompts} rollout group(s) failed in the agent loop (e.g. a verifier that does not "
+                         "load in a verifier worker); the AgentLoopWorker logs say why. Re-running resumes")
+
+    def _run_dir(self) -> Path:
+        path = Path(self.config.trainer.default_local_dir)
+        (path / "plots").mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _store(self, round_index: int) -> TrajectoryStore:
+        """The round's store, named by a fingerprint of everything that shapes its rollouts (not beta/gamma)."""
+        if round_index == 0:
+            reference = content_identity(self.config.actor_rollout_ref.model.path)
+        else:  # the policy that ended the previous round, identified by its checkpoint
+            reference = {"run": str(self._run_dir().resolve()), "step": self.global_steps}
+        spec = rollout_spec(self.config, reference, round_index)
+        return TrajectoryStore(self.drift.store_dir, spec, self.num_prompts, self.drift.prompts_per_shard)
+
+    # ------------------------------------------------------------------ phase 1: rollouts
+    def _phase_rollouts(self, round_index: int) -> TrajectoryStore:
+        store, start = self._store(round_index), time.time()
+        missing = store.missing_shards()
+        if missing and self.global_steps != self.schedule.round_start(round_index):
+            raise StoreError(
+                f"{store.dir}: {len(missing)} shard(s) missing, but round {round_index} already trained up to step "
+                f"{self.global_steps}, so its reference policy is no longer loaded. Restore the store, or restart the "
+                f"round from checkpoint global_step_{self.schedule.round_start(round_index)} (trainer.resume_from_path)."
+            )
+        if missing:
+            self._replicas_current()  # the round's frozen reference: the policy as the round starts
+        rollouts = VerlRollouts(self.train_dataset, self.agent_loop_manager, self.replay_buffer, self.global_steps)
+        with tqdm(total=store.num_shards, initial=store.num_shards - len(missing),
+                  desc=f"DRIFT round {round_index} phase 1: rollouts (shards)") as bar:
+            trajectories, tokens = fill_missing_shards(store, missing, self.drift.shards_in_flight, rollouts,
+                                                       on_written=lambda _shard: bar.update(1))
+        wall = time.time() - start
+        store.verify(int(self.config.actor_rollout_ref.rollout.n))  # never train on a damaged store
+        self.reference_metrics, stats = report.rollout_quality(store, self.drift.env.max_turns)
+        stats.update({"drift/rollout/wall_s": wall, "drift/rollout/new_trajectories": trajectories,
+                      "drift/rollout/reused_shards": store.num_shards - len(missing),
+                      "drift/rollout/trajectories_per_s": trajectories / wall if trajectories else 0.0,
+                      "drift/rollout/tokens_per_s": tokens / wall if trajectories else 0.0})
+        self.logger.log(data=stats, step=self.global_steps)
+        self.phase_times[f"round {round_index} phase 1 (rollouts)"] = wall
+        print(f"[drift] trajectory store: {store.dir}")
+        return store
+
+    # ------------------------------------------------------------------ phase 2: weights
+    def _phase_weights(self, store: TrajectoryStore, round_index: int) -> np.ndarray:
+        start, drift = time.time(), self.drift
+        returns, prompt_ids, solved = returns_and_groups(store, drift.gamma, drift.repetition_coef)
+        groups = group_codes(prompt_ids)
+        weights = trajectory_weights(returns, groups, solved, drift.weight_config())
+        stats = {**diagnostics(weights, groups, solved), "weights/return_mean": float(returns.mean())}
+        histogram = stats.pop("weights/histogram")
+        self.logger.log(data={f"drift/{k}": v for k, v in stats.items()}, step=self.global_steps)
+        plots_dir = self._run_dir() / "plots"
+        png = plots.weight_plots(weights, groups, plots_dir / f"round{round_index}_weights.png")
+        plots.turn_plot(self.reference_metrics, drift.env.max_turns, plots_dir / f"round{round_index}_reference_by_turn.png")
+        (plots_dir / f"round{round_index}_weights.json").write_text(json.dumps({**stats, "histogram": histogram}, indent=2))
+        self.phase_times[f"round {round_index} phase 2 (weights)"] = time.time() - start
+        print(f"[drift] weights: ESS fraction {stats['weights/ess_fraction_mean']:.3f}, max {stats['weights/max']:.2f}"
+              f", degenerate groups {stats['weights/degenerate_group_share']:.2%}; plot {png}")
+        return weights
+
+    # ------------------------------------------------------------------ phase 3: weighted SFT
+    def _update(self, rows: list[dict], weights: np.ndarray) -> dict:
+        """One optimizer step of verl's actor on these trajectories, each trained with its weight."""
+        data = self.config.data
+        tensors = padded_batch(rows, weights, data.max_prompt_length, data.max_response_length,
+                               self.tokenizer.pad_token_id, self.drift.train_turns)
+        batch = left_right_2_no_padding(DataProto.from_dict(tensors=tensors).to_tensordict())
+        tu.assign_non_tensor(batch, calculate_entropy=False, distillation_use_topk=False, distillation_only=False,
+                             global_batch_size=len(rows), mini_batch_size=len(rows), epochs=1, seed=self.drift.seed,
+                             dataloader_kwargs={"shuffle": False}, compute_loss=True,
+                             temperature=1.0)  # the policy's own NLL, whatever temperature the rollouts used
+        metrics = rename_dict(tu.get(self.actor_rollout_wg.update_actor(batch), "metrics"), "actor/")
+        metrics["perf/mfu/actor"] = metrics.pop("actor/mfu")
+        return reduce_metrics(metrics)
+
+    def _phase_update(self, store: TrajectoryStore, weights: np.ndarray, round_index: int) -> None:
+        start, schedule = time.time(), self.schedule
+        sizes = store.shard_sizes()
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        cache: dict[int, list[dict]] = {}  # the order visits shards one after another: one or two held
+        with tqdm(total=schedule.steps_per_round, initial=self.global_steps - schedule.round_start(round_index),
+                  desc=f"DRIFT round {round_index} phase 3: weighted SFT (steps)") as bar:
+            for epoch, picks in schedule.remaining_steps(sizes, round_index, self.global_steps):
+                needed = {s for s, _ in picks}
+                for shard in set(cache) - needed:
+                    del cache[shard]
+                for shard in needed - set(cache):
+                    cache[shard] = store.read_shard(shard, TRAIN_COLUMNS).to_pylist()
+                step_start = time.time()
+                metrics = self._update([cache[s][r] for s, r in picks], weights[[offsets[s] + r for s, r in picks]])
+                self.global_steps += 1
+                metrics.update({"training/global_step": self.global_steps, "training/epoch": epoch,
+                                "drift/round": round_index, "drift/update/step_s": time.time() - step_start,
+                                "drift/update/batch_digest": batch_digest(picks)})
+                self._after_step(metrics, end_of_round=schedule.position(self.global_steps).round > round_index)
+                bar.update(1)
+        self.phase_times[f"round {round_index} phase 3 (update)"] = time.time() - start
+
+    def _after_step(self, metrics: dict, end_of_round: bool) -> None:
+        self.logger.log(data=metrics, step=self.global_steps)  # first: kept even if checkpoint/validation then dies
+        trainer = self.config.trainer
+        if end_of_round or (trainer.save_freq > 0 and self.global_steps % trainer.save_freq == 0):
+            self._save_checkpoint()  # always at the end of a round: the next round's reference
+        if end_of_round or (trainer.test_freq > 0 and self.global_steps % trainer.test_freq == 0):
+            self.logger.log(data=self._validate_current(), step=self.global_steps)
+            if not end_of_round:
+                self._sleep_replicas()  # training goes on
+
+    # ------------------------------------------------------------------ driver
+    def fit(self, agent_loop_manager):
+        self.agent_loop_manager, trainer = agent_loop_manager, self.config.trainer
+        self.logger = Tracking(project_name=trainer.project_name, experiment_name=trainer.experiment_name,
+                               default_backend=trainer.logger, config=OmegaConf.to_container(self.config, resolve=True))
+        # verl's validation logs trainer.log_val_generations samples through it
+        self.validation_generations_logger = ValidationGenerationsLogger(trainer.project_name, trainer.experiment_name)
+        self.phase_times, self.validation_history, self.reference_metrics = {}, [], {}
+        store = None  # stays None when a resumed run had already finished every round
+        if self.global_steps == 0 and trainer.get("val_before_train", True):
+            self.logger.log(data=self._validate_current(), step=0)
+        for round_index in range(self.schedule.position(self.global_steps).round, self.drift.rounds):
+            store = self._phase_rollouts(round_index)
+            self._sleep_replicas()
+            weights = self._phase_weights(store, round_index)
+            self._phase_update(store, weights, round_index)
+        self._shutdown_dump_executor()
+        print(report.summary(self.phase_times, self.validation_history, self._run_dir(), store))

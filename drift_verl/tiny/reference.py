@@ -1,0 +1,107 @@
+"""The embedded default's reference policy: the tiny model warm-started with verl's own SFT trainer.
+
+``verl.trainer.sft_trainer`` runs under torchrun on the ``cpu`` platform over noisy multi-turn demonstrations
+(:mod:`drift_verl.tiny.task`), then its Hugging Face export becomes the cached asset. The SFT run keeps its
+checkpoints in the build folder, so a build killed halfway resumes from verl's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from drift_verl.core.safe_io import locked
+from drift_verl.tiny import task as tiny_task
+
+NUM_DEMOS = 19200
+DEMO_SEED = 3
+SFT_SETTINGS = {
+    "data.train_batch_size": 64,
+    "data.micro_batch_size_per_gpu": 64,
+    "data.max_length": 144,
+    "trainer.total_epochs": 2,  # 600 steps
+    "optim.lr": 3e-3,
+    "optim.betas": "[0.9,0.95]",  # a short memory of the format tokens' early, large gradients
+    "optim.lr_warmup_steps_ratio": 0.05,
+    "optim.lr_scheduler_type": "constant",
+}
+
+
+def sft_command(model: str, demos: Path, checkpoints: Path, settings: dict) -> list[str]:
+    """torchrun + verl's SFT trainer with the overrides a 2-core CPU needs (see README, platform=cpu)."""
+    overrides = {
+        "model.path": model,
+        "+model.override_config.attn_implementation": "sdpa",
+        "model.use_remove_padding": False,
+        "model.enable_gradient_checkpointing": False,
+        "engine.strategy": "fsdp2",
+        "++engine.mixed_precision.param_dtype": "fp32",  # bf16 matmuls take CPUs' slow path
+        "engine.use_torch_compile": False,
+        "data.train_files": str(demos),
+        "data.val_files": "null",
+        "data.messages_key": "messages",
+        "data.use_dynamic_bsz": False,
+        "data.pad_mode": "no_padding",
+        "data.num_workers": 0,
+        "trainer.device": "cpu",
+        "trainer.logger": "[console]",
+        "trainer.project_name": "drift_tiny_reference",
+        "trainer.experiment_name": "sft",
+        "trainer.default_local_dir": str(checkpoints),
+        "trainer.save_freq": 64,
+        "trainer.resume_mode": "auto",
+        "checkpoint.save_contents": "[model,optimizer,extra,hf_model]",
+        **settings,
+    }
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
+            "-m", "verl.trainer.sft_trainer", *(f"{key}={value}" for key, value in overrides.items())]
+
+
+def latest_export(checkpoints: Path) -> Path:
+    steps = sorted(checkpoints.glob("global_step_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))
+    if not steps or not (steps[-1] / "huggingface" / "config.json").exists():
+        raise RuntimeError(f"verl's SFT trainer left no Hugging Face export under {checkpoints}")
+    return steps[-1] / "huggingface"
+
+
+def build_reference(out: Path, base_model: str, num_demos: int = NUM_DEMOS, sft: dict | None = None) -> str:
+    """Path of the warm-started reference policy; trained once (a few minutes on 2 cores), then cached."""
+    out = Path(out)
+    with locked(out):
+        if (out / "config.json").exists():
+            return str(out)
+        work = out.with_name(out.name + ".build")
+        work.mkdir(parents=True, exist_ok=True)
+        demos = work / "demos.parquet"
+        if not demos.exists():
+            import pandas as pd
+
+            pd.DataFrame(tiny_task.demonstration_rows(num_demos, DEMO_SEED)).to_parquet(demos.with_suffix(".tmp"))
+            os.replace(demos.with_suffix(".tmp"), demos)
+        sft = {**SFT_SETTINGS, **(sft or {})}
+        command = sft_command(base_model, demos, work / "checkpoints", sft)
+        print(f"[drift-verl] warm-starting the reference policy with verl's SFT trainer (log: {work / 'sft.log'})",
+              file=sys.stderr, flush=True)
+        env = {**os.environ, "VERL_PLATFORM": "cpu", "CUDA_VISIBLE_DEVICES": ""}
+        with open(work / "sft.log", "a") as log:
+            result = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
+        if result.returncode != 0:
+            tail = (work / "sft.log").read_text()[-3000:]
+            raise RuntimeError(f"verl's SFT trainer failed (exit {result.returncode}); last lines:\n{tail}")
+        tmp = out.with_name(out.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(latest_export(work / "checkpoints"), tmp)
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
+            if (Path(base_model) / name).exists() and not (tmp / name).exists():
+                shutil.copy(Path(base_model) / name, tmp / name)
+        (tmp / "drift_reference.json").write_text(json.dumps(
+            {"base_model": base_model, "demonstrator": tiny_task.Demonstrator().__dict__, "num_demos": num_demos,
+             "sft": sft}, indent=2))
+        os.replace(tmp, out)
+        shutil.rmtree(work)
+    return str(out)
+

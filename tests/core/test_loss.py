@@ -1,0 +1,128 @@
+"""DRIFT's loss through verl's own ppo_loss (registry, padding, aggregation) vs the formula in plain PyTorch."""
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from tensordict import TensorDict
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from drift_verl.core.batch import padded_batch, trained_mask
+
+FEEDBACK = "Incorrect. Please think again."
+
+
+def _trajectory(tokenizer, question: str, turns: list[str]) -> dict:
+    """A multi-turn trajectory laid out as the feedback agent loop stores it."""
+    messages = [{"role": "user", "content": question}]
+    prompt_ids = tokenizer(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))[
+        "input_ids"
+    ]
+    response, mask, spans = [], [], []
+    for index, answer in enumerate(turns):
+        ids = tokenizer(answer + "<|im_end|>")["input_ids"]
+        spans.append([len(response), len(response) + len(ids)])
+        response += ids
+        mask += [1] * len(ids)
+        if index < len(turns) - 1:
+            feedback = tokenizer(f"\n<|im_start|>user\n{FEEDBACK}<|im_end|>\n<|im_start|>assistant\n")["input_ids"]
+            response += feedback
+            mask += [0] * len(feedback)
+    return {"prompt_ids": list(prompt_ids), "response_ids": response, "response_mask": mask, "turn_spans": spans}
+
+
+@pytest.fixture(scope="module")
+def actor_config():
+    from verl.utils.config import omega_conf_to_dataclass
+
+    with initialize_config_module(config_module="recipes", version_base=None):
+        config = compose(config_name="drift_main", overrides=["recipe=drift", "platform=cpu"])
+    return omega_conf_to_dataclass(config.actor_rollout_ref.actor)
+
+
+def _next_token_log_probs(model, tensors) -> torch.Tensor:
+    """verl's no-padding model output: per valid token, log p(next token), flattened over the batch."""
+    logits = model(
+        input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"], position_ids=tensors["position_ids"]
+    ).logits
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    next_ids = torch.roll(tensors["input_ids"], shifts=-1, dims=1)
+    per_token = log_probs.gather(-1, next_ids.unsqueeze(-1)).squeeze(-1)
+    return per_token[tensors["attention_mask"].bool()]
+
+
+@pytest.mark.parametrize("train_turns", ["last", "all"])
+def test_loss_and_gradient_match_the_formula(tiny_model_path, actor_config, train_turns):
+    import verl  # noqa: F401  (loads the plugin, which registers the loss when core_algos is imported)
+    from verl.utils import tensordict_utils as tu
+    from verl.workers.utils.losses import ppo_loss
+
+    assert actor_config.policy_loss.loss_mode == "drift"
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32)
+    rows = [
+        _trajectory(tokenizer, "What is 3 + 4?", ["<answer>6</answer>", "<answer>7</answer>"]),
+        _trajectory(tokenizer, "What is 10 + 10?", ["<answer>20</answer>"]),
+        _trajectory(tokenizer, "What is 1 + 2?", ["no idea", "<answer>4</answer>", "<answer>3</answer>"]),
+    ]
+    weights = torch.tensor([1.7, 0.2, 1.1])
+    tensors = padded_batch(rows, weights, 24, 64, tokenizer.pad_token_id, train_turns)
+    size = len(rows)
+
+    # verl: the registered loss inside verl's ppo_loss
+    log_probs = _next_token_log_probs(model, tensors)
+    lengths = tensors["attention_mask"].sum(dim=1)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
+    data = TensorDict({k: v for k, v in tensors.items() if k != "input_ids"}, batch_size=size)
+    tu.assign_non_tensor(data, dp_size=1, batch_num_tokens=None, global_batch_size=size)
+    nested = torch.nested.nested_tensor_from_jagged(log_probs, offsets=offsets)
+    verl_loss, metrics = ppo_loss(actor_config, {"log_probs": nested}, data)
+    verl_loss.backward()
+    verl_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+
+    # the formula: mean_i w_i * token-mean NLL over the trained tokens
+    logits = model(
+        input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"], position_ids=tensors["position_ids"]
+    ).logits
+    prompt_len = tensors["prompts"].shape[1]
+    response_logits = logits[:, prompt_len - 1 : -1].float()
+    token_nll = torch.nn.functional.cross_entropy(
+        response_logits.reshape(-1, response_logits.shape[-1]), tensors["responses"].reshape(-1), reduction="none"
+    ).view(size, -1)
+    terms = []
+    for i, row in enumerate(rows):
+        mask = torch.tensor(trained_mask(row, len(row["response_ids"]), train_turns), dtype=torch.float32)
+        nll = (token_nll[i, : len(mask)] * mask).sum() / mask.sum()
+        terms.append(weights[i] * nll)
+    direct_loss = torch.stack(terms).mean()
+    direct_loss.backward()
+
+    assert verl_loss.item() == pytest.approx(direct_loss.item(), rel=1e-5)
+    for got, want in zip(verl_grads, (p.grad for p in model.parameters())):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    assert metrics["actor/pg_loss"] is not None
+
+
+def test_trained_mask_last_turn_only():
+    row = {"response_mask": [1, 1, 0, 0, 1, 1, 1], "turn_spans": [[0, 2], [4, 7]]}
+    assert trained_mask(row, 7, "last") == [0, 0, 0, 0, 1, 1, 1]
+    assert trained_mask(row, 7, "all") == [1, 1, 0, 0, 1, 1, 1]
+    assert trained_mask(row, 5, "last") == [0, 0, 0, 0, 1]  # response truncated by the length budget
+    with pytest.raises(ValueError, match="train_turns"):
+        trained_mask(row, 7, "first")
+
+
+def test_loss_agg_mode_is_honoured():
+    """actor.loss_agg_mode reaches the aggregation: the recipe's seq-mean-token-mean (each trajectory's token mean,
+    then the weighted mean over trajectories) and, if a user sets it, verl's token-mean (longer ones count more)."""
+    import verl  # noqa: F401
+    from drift_verl.core.loss import weighted_nll_loss
+
+    log_prob = torch.tensor([[-1.0, -3.0, 0.0], [-2.0, -2.0, -2.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    weights = torch.tensor([[0.5, 0.5, 0.5], [1.5, 1.5, 1.5]])
+    seq, _ = weighted_nll_loss(log_prob, log_prob, weights, mask, "seq-mean-token-mean")
+    token, _ = weighted_nll_loss(log_prob, log_prob, weights, mask, "token-mean")
+    assert seq.item() == pytest.approx((0.5 * 2.0 + 1.5 * 2.0) / 2)
+    assert token.item() == pytest.approx((0.5 * 1 + 0.5 * 3 + 1.5 * 6) / 5)

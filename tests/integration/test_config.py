@@ -1,0 +1,65 @@
+"""Hydra composition of drift-verl's groups on top of verl's ppo_trainer, both entry points."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+
+from drift_verl.integration.launch import StartupError, check_recipe
+
+
+def _compose(module: str, name: str, overrides: list[str]):
+    with initialize_config_module(config_module=module, version_base=None):
+        return compose(config_name=name, overrides=overrides)
+
+
+def test_drift_main_composes_recipe_task_and_cpu_preset():
+    config = _compose("recipes", "drift_main", ["recipe=grpo", "platform=cpu", "trainer.total_epochs=3"])
+    assert check_recipe(config) == "grpo"
+    assert config.algorithm.adv_estimator == "grpo"
+    assert config.trainer.device == "cpu" and config.ray_kwargs.ray_init.num_gpus == 1
+    assert config.actor_rollout_ref.actor.strategy == "fsdp2"
+    assert config.trainer.total_epochs == 3  # command line wins over the recipe, as in verl
+    assert OmegaConf.to_container(config.actor_rollout_ref.model)["path"] == "${drift_asset:tiny_reference}"
+    assert config.actor_rollout_ref.actor.fsdp_config.mixed_precision.param_dtype == "fp32"
+
+
+def test_main_ppo_finds_the_recipe_through_the_search_path_plugin():
+    config = _compose("verl.trainer.config", "ppo_trainer", ["+recipe=grpo", "+task=tiny", "+platform=cpu"])
+    assert check_recipe(config) == "grpo"
+    assert config.algorithm.adv_estimator == "grpo"
+    assert config.trainer.device == "cpu"
+
+
+def test_plain_ppo_config_fails_the_recipe_check():
+    config = _compose("verl.trainer.config", "ppo_trainer", [])
+    with pytest.raises(StartupError, match="no drift-verl recipe took effect"):
+        check_recipe(config)
+    OmegaConf.set_struct(config, False)
+    config.recipe = "drift"  # what `+recipe=drift` becomes without the search-path plugin
+    with pytest.raises(StartupError, match="recipe"):
+        check_recipe(config)
+
+
+def test_no_gpu_without_cpu_preset_says_what_to_add(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "VERL_PLATFORM"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "drift_verl.main", "recipe=grpo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "platform=cpu" in proc.stderr
+
+
+def test_task_settings_win_over_recipe_defaults():
+    config = _compose("recipes", "drift_main", ["recipe=grpo"])
+    assert config.drift.env.turn_max_tokens == 24  # tiny task's value, not the recipe's null
+    assert config.drift.env.max_turns == 5 and config.drift.env.feedback == "Incorrect. Please think again."
+    assert config.actor_rollout_ref.rollout.agent.default_agent_loop == "drift_feedback"

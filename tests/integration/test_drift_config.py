@@ -1,0 +1,75 @@
+"""The ``drift:`` section is typed and validated before Ray starts; a bad value names its key."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from drift_verl.integration.config import ConfigError, DriftConfig, check_job
+
+PRESETS = [[], ["task=qwen2.5-3b_metamath"], ["task=qwen2.5-7b_metamath"]]
+
+
+def _compose(overrides):
+    with initialize_config_module(config_module="recipes", version_base=None):
+        return compose(config_name="drift_main", overrides=overrides)
+
+
+@pytest.mark.parametrize("recipe", ["drift", "grpo"])
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_shipped_configuration_is_valid(recipe, preset):
+    drift = DriftConfig.from_section(_compose([f"recipe={recipe}", *preset]).drift)
+    assert drift.recipe == recipe and drift.env.max_turns == 5 and drift.health.poll_s > 0
+
+
+def test_the_tiny_task_passes_the_job_checks():
+    config = _compose(["recipe=drift", "platform=cpu"])
+    drift = DriftConfig.from_section(config.drift)
+    assert (drift.epochs, drift.env.turn_max_tokens, drift.beta) == (6, 24, 0.1)
+    check_job(config, drift)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("drift.beta=0", r"drift.beta=0: expected a number > 0"),
+    ("drift.beta=-1", r"drift.beta=-1"),
+    ("drift.gamma=0", r"drift.gamma=0: expected a number in \(0, 1\]"),
+    ("drift.gamma=1.5", r"drift.gamma=1.5"),
+    ("+drift.betta=0.2", r"unknown key drift.betta; drift.\* keys are: beta, "),
+    ("+drift.env.max_turn=3", r"unknown key drift.env.max_turn;"),
+    ("+drift.health.poll=1", r"unknown key drift.health.poll;"),
+    ("drift.env.answer_format=xml", r"drift.env.answer_format='xml': expected one of"),
+    ("drift.epochs=0", r"drift.epochs=0: expected an integer >= 1"),
+    ("drift.weighting=best", r"drift.weighting='best'"),
+    ("drift.health.weight_sync_timeout_s=0", r"drift.health.weight_sync_timeout_s must be"),
+    ("drift.env.verifier_timeout_s=0", r"drift.env.verifier_timeout_s=0"),
+])
+def test_bad_values_and_unknown_keys_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        DriftConfig.from_section(_compose(["recipe=drift", override]).drift)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["drift.max_prompts=3"], r"3 training prompts, fewer than one mini-batch \(.*ppo_mini_batch_size=4"),
+    (["drift.env.turn_max_tokens=500"], r"turn_max_tokens=500: larger than .* data.max_response_length=192"),
+    (["reward.custom_reward_function.path=/nowhere/verify.py"], r"/nowhere/verify.py .* does not load"),
+    (["reward.custom_reward_function.name=score"], r"pkg://reward_fns.exact \(function 'score'\) does not load"),
+])
+def test_job_checks_name_the_keys(overrides, message):
+    config = _compose(["recipe=drift", "platform=cpu", *overrides])
+    with pytest.raises(ConfigError, match=message):
+        check_job(config, DriftConfig.from_section(config.drift))
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("override, key", [("drift.beta=0", "drift.beta"), ("+drift.betta=0.2", "drift.betta")])
+def test_the_job_stops_before_ray_starts(tmp_path, override, key):
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "drift_verl.main", "recipe=drift", "platform=cpu", override],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"drift-verl: {key}") or \
+        f"unknown key {key}" in proc.stderr.strip().splitlines()[-1], proc.stderr[-2000:]
+    assert "Started a local Ray instance" not in proc.stdout + proc.stderr
+    assert time.monotonic() - start < 120

@@ -1,0 +1,77 @@
+"""The feedback agent loop's turn logic, in process: verl's real AgentLoopBase and token merging with the tiny
+tokenizer, a scripted rollout server instead of vLLM, the real verifier workers."""
+
+import asyncio
+
+import pytest
+from hydra import compose, initialize_config_module
+from transformers import AutoTokenizer
+from verl.experimental.agent_loop.agent_loop import DictConfigWrap
+from verl.workers.rollout.replica import TokenOutput
+
+from drift_verl.core.weights import FORMAT_PENALTY, trajectory_return
+from drift_verl.integration.feedback_loop import FeedbackAgentLoop
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class ScriptedServer:
+    """Answers each turn with the next scripted text; records what it was asked."""
+
+    def __init__(self, tokenizer, answers: list[str]):
+        self.tokenizer, self.answers, self.requests = tokenizer, list(answers), []
+
+    async def generate(self, request_id, prompt_ids, sampling_params, **kwargs):
+        self.requests.append((list(prompt_ids), dict(sampling_params)))
+        text = self.answers.pop(0)
+        ids = self.tokenizer.encode(text, add_special_tokens=False) + [self.tokenizer.eos_token_id]
+        return TokenOutput(token_ids=ids, stop_reason="completed")
+
+
+def _run(tiny_model_path, answers: list[str], *overrides: str):
+    with initialize_config_module(config_module="recipes", version_base=None):
+        config = compose(config_name="drift_main", overrides=[
+            "recipe=drift", f"reward.custom_reward_function.path={REPO / 'reward_fns' / 'exact.py'}", *overrides])
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    server = ScriptedServer(tokenizer, answers)
+    prompt = [{"role": "user", "content": "What is 3 + 4? Answer in <answer></answer>."}]
+
+    async def trajectory():  # built inside the running event loop, as verl's agent-loop worker does
+        loop = FeedbackAgentLoop(DictConfigWrap(config), server, tokenizer, None, None, DictConfigWrap(config.data),
+                                 hf_model_type="qwen2")
+        return await loop.run({"temperature": 1.0}, raw_prompt=prompt, reward_model={"ground_truth": "7"},
+                              data_source="tiny", extra_info={})
+
+    return asyncio.run(trajectory()), server, tokenizer
+
+
+def test_wrong_answers_get_feedback_until_the_first_correct_one(tiny_model_path):
+    output, server, tokenizer = _run(tiny_model_path, ["<answer>6</answer>", "no idea", "<answer>7</answer>",
+                                                       "<answer>9</answer>"])
+    extra = output.extra_fields
+    assert extra["turn_rewards"] == [0.0, 0.0, 1.0] and extra["t_star"] == 3  # stops at turn t*: 4th never asked
+    assert extra["answers"] == ["6", None, "7"] and len(server.requests) == 3
+    assert extra["format_penalty"] == pytest.approx(FORMAT_PENALTY)
+    assert output.reward_score == pytest.approx(trajectory_return([0, 0, 1], FORMAT_PENALTY, ["6", "7"], 0.9, 0.5))
+    mask, response = output.response_mask, output.response_ids
+    spans = extra["turn_spans"]
+    assert len(spans) == 3 and spans[-1][1] == len(mask) == len(response)
+    assert all(all(mask[a:b]) for a, b in spans)  # every assistant token trainable...
+    feedback = [i for i in range(len(mask)) if not any(a <= i < b for a, b in spans)]
+    assert feedback and not any(mask[i] for i in feedback)  # ...the environment's feedback is not
+    assert "Incorrect. Please think again." in tokenizer.decode([response[i] for i in feedback])
+    assert tokenizer.decode(response[spans[2][0]:spans[2][1]]).startswith("<answer>7</answer>")
+    # each turn's request holds the whole conversation so far: the previous request + answer + feedback
+    assert server.requests[1][0][:len(server.requests[0][0])] == server.requests[0][0]
+
+
+def test_the_last_turn_ends_the_trajectory_and_the_token_budget_is_shared(tiny_model_path):
+    output, server, _ = _run(tiny_model_path, ["<answer>1</answer>", "<answer>1</answer>", "<answer>2</answer>"],
+                             "drift.env.max_turns=3", "drift.env.turn_max_tokens=10")
+    extra = output.extra_fields
+    assert extra["turn_rewards"] == [0.0, 0.0, 0.0] and extra["t_star"] == 0
+    assert output.reward_score == pytest.approx(-0.5 * (1 - 2 / 3))  # repeated rejected answer
+    assert [params["max_tokens"] for _, params in server.requests] == [10, 10, 10]
+    budget = len(output.response_mask)
+    assert budget <= 192 and extra["turn_spans"][-1][1] == budget  # no dangling feedback after the last answer

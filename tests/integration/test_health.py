@@ -1,0 +1,162 @@
+"""The job monitor and the trainer's bounded waits, on a real local Ray cluster and verl's real replay buffer."""
+
+import http.server
+import os
+import signal
+import threading
+import time
+
+import pytest
+import ray
+from omegaconf import OmegaConf
+from ray.core.generated import common_pb2
+
+from drift_verl.integration import health
+from drift_verl.integration.health import HealthConfig, JobMonitor, Stalled
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_health_config_rejects_bad_values():
+    assert HealthConfig(poll_s=1).poll_s == 1.0
+    with pytest.raises(ValueError, match="drift.health.weight_sync_timeout_s must be a number of seconds > 0"):
+        HealthConfig(weight_sync_timeout_s=0)
+
+
+def _cause(reason: str) -> common_pb2.ActorDeathCause:
+    cause = common_pb2.ActorDeathCause()
+    cause.actor_died_error_context.reason = common_pb2.ActorDiedErrorContext.Reason.Value(reason)
+    cause.actor_died_error_context.error_message = "The actor died unexpectedly.\nmore detail"
+    return cause
+
+
+@pytest.mark.parametrize("reason", ["RAY_KILL", "OUT_OF_SCOPE", "REF_DELETED", "OWNER_DIED"])
+def test_actors_ended_on_purpose_or_with_their_owner_are_not_failures(reason):
+    assert health.death_reason(_cause(reason)) is None
+
+
+def test_crashes_and_oom_kills_are_failures():
+    assert health.death_reason(_cause("WORKER_DIED")) == "worker died (The actor died unexpectedly.)"
+    oom = common_pb2.ActorDeathCause()
+    oom.oom_context.error_message = "memory"
+    assert "out of memory" in health.death_reason(oom)
+
+
+def test_bounded_returns_raises_or_times_out():
+    assert health.bounded("add", 5, "weight_sync_timeout_s", lambda a, b: a + b, 1, 2) == 3
+    with pytest.raises(KeyError):
+        health.bounded("lookup", 5, "weight_sync_timeout_s", {}.__getitem__, "x")
+    start = time.monotonic()
+    with pytest.raises(Stalled, match=r"the weight sync did not finish within 0.3 s \(drift.health.weight_sync"):
+        health.bounded("the weight sync", 0.3, "weight_sync_timeout_s", time.sleep, 30)
+    assert time.monotonic() - start < 5
+
+
+def _replay_buffer(monkeypatch, statuses):
+    """verl's own replay buffer, reading prompt states from ``statuses()`` instead of TransferQueue."""
+    from verl.trainer.ppo.v1 import replay_buffer
+
+    monkeypatch.setattr(replay_buffer.tq, "kv_list",
+                        lambda: {"train": {key: {"is_prompt": True, "status": status, "global_steps": 0}
+                                           for key, status in statuses().items()}})
+    buffer = replay_buffer.ReplayBuffer("sync", OmegaConf.create({}), None, "drop", OmegaConf.create({}),
+                                        poll_interval=0.05)
+    return buffer
+
+
+def test_replay_buffer_wait_ends_when_no_rollout_moves(monkeypatch):
+    buffer = _replay_buffer(monkeypatch, lambda: {"p0": "running"})
+    health.bound_replay_buffer(buffer, 0.5)
+    start = time.monotonic()
+    with pytest.raises(Stalled, match=r"no rollout finished for \d+ s .*0 pending, 1 running, 0 finished"):
+        buffer.sample(global_steps=0, partition_id="train", batch_size=1)
+    assert 0.5 <= time.monotonic() - start < 5
+
+
+def test_replay_buffer_wait_goes_on_while_rollouts_move(monkeypatch):
+    start = time.monotonic()
+
+    def statuses():  # a new prompt starts every poll for 1.5 s, then nothing moves
+        moving = min(time.monotonic() - start, 1.5)
+        return {f"p{i}": "running" for i in range(int(moving / 0.05) + 1)}
+
+    buffer = _replay_buffer(monkeypatch, statuses)
+    health.bound_replay_buffer(buffer, 0.5)
+    with pytest.raises(Stalled):
+        buffer.sample(global_steps=0, partition_id="train", batch_size=10_000)
+    assert time.monotonic() - start >= 2.0  # 1.5 s of progress, then the 0.5 s bound
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+@ray.remote(num_cpus=0)
+class Sleeper:
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def test_monitor_names_a_crashed_actor_and_its_log_but_not_one_killed_on_purpose(local_ray):
+    monitor = JobMonitor(HealthConfig())
+    quitter = Sleeper.options(name="quitter").remote()
+    ray.get(quitter.pid.remote())
+    ray.kill(quitter)
+    crasher = Sleeper.options(name="crasher").remote()
+    pid = ray.get(crasher.pid.remote())
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.time() + 60
+    while time.time() < deadline and (line := monitor.check()) is None:
+        time.sleep(0.5)
+    assert line.startswith(f"Ray actor crasher (pid {pid}) died: worker died"), line
+    assert line.rsplit("log: ", 1)[1].endswith(f"-{pid}.err") and os.path.isfile(line.rsplit("log: ", 1)[1])
+    assert "quitter" not in line
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self):  # noqa: N802  (http.server's name)
+        self.send_response(self.status if self.path == "/health" else 404)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@ray.remote(num_cpus=0)
+class RolloutServer:
+    """Answers the monitor the way verl's vLLM server actor does: its HTTP address."""
+
+    def __init__(self, port: int):
+        self.port = port
+
+    def get_server_address(self):
+        return "127.0.0.1", self.port
+
+
+def test_monitor_reads_vllm_health_answers(local_ray):
+    """vLLM's /health contract: 200 while the engine lives, 503 once it is dead; no answer at all for longer
+    than engine_unresponsive_s counts as wedged."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    actor = RolloutServer.options(name="vllm_server_7_0").remote(server.server_address[1])
+    try:
+        monitor = JobMonitor(HealthConfig(engine_unresponsive_s=5))
+        assert monitor._dead_engines(time.monotonic()) is None
+        _Health.status = 500  # not vLLM's "engine dead": only no answer for engine_unresponsive_s would count
+        assert monitor._dead_engines(time.monotonic()) is None
+        _Health.status = 503
+        line = monitor._dead_engines(time.monotonic())
+        assert line.startswith("the vLLM engine of rollout server vllm_server_7_0 is dead (its /health answers 503)")
+        server.shutdown()
+        server.server_close()
+        now = time.monotonic()
+        assert monitor._dead_engines(now) is None  # no answer yet within the bound
+        assert "has not answered for" in monitor._dead_engines(now + 10)
+    finally:
+        _Health.status = 200
+        ray.kill(actor)
