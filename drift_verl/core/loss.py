@@ -27,11 +27,22 @@ def weighted_nll_loss(
 
     batch_info = dict(config.global_batch_info) if config is not None else {}
     mask = response_mask.to(log_prob.dtype)
-    # the unweighted NLL of the trained tokens, for the logs
-    nll = agg_loss(loss_mat=-log_prob.detach(), loss_mask=mask, loss_agg_mode="seq-mean-token-mean")
+    # the unweighted NLL of the trained tokens, for the logs, as a sum and a count of trajectories: verl averages a
+    # metric over micro-batches, which use_dynamic_bsz makes of unequal sizes (see :func:`nll_metric`)
+    tokens = mask.sum(dim=-1)
+    seq_nll = (-log_prob.detach() * mask).sum(dim=-1) / tokens.clamp(min=1)
     # actor.loss_agg_mode: seq-mean-token-mean (the recipe's, the paper's definition) or any of verl's modes
     loss = agg_loss(loss_mat=-advantages * log_prob, loss_mask=mask, loss_agg_mode=loss_agg_mode, **batch_info)
-    return loss, {"drift/nll": nll.item()}
+    trained = tokens > 0
+    return loss, {"drift/nll_sum": seq_nll[trained].sum().item(), "drift/nll_seqs": float(trained.sum().item())}
+
+
+def nll_metric(metrics: dict, prefix: str = "actor/") -> dict:
+    """The mini-batch's mean NLL per trajectory (``drift/nll``) from the loss's per-micro-batch sum and count
+    (both averaged over micro-batches by verl's metric reduction: their ratio is the ratio of the sums)."""
+    seqs = metrics.pop(f"{prefix}drift/nll_seqs")
+    metrics[f"{prefix}drift/nll"] = metrics.pop(f"{prefix}drift/nll_sum") / seqs if seqs else float("nan")
+    return metrics
 
 
 def register(core_algos) -> None:

@@ -56,6 +56,9 @@ def check_platform(config: DictConfig) -> None:
         platform_cpu.activate()
     if not on_cpu and not torch.cuda.is_available():
         raise StartupError("no GPU found on this machine. Add the CPU preset: `platform=cpu`.")
+    if on_cpu and OmegaConf.select(config, "actor_rollout_ref.model.use_liger", default=False):
+        raise StartupError("actor_rollout_ref.model.use_liger=true: liger-kernel's fused kernels are Triton kernels, "
+                           "which have no CPU backend (the first update would fail). Leave it off with platform=cpu.")
 
 
 def run(config: DictConfig) -> None:

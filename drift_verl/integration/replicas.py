@@ -15,7 +15,9 @@ class ReplicaLifecycle:
     """Mixin for a verl v1 trainer (``checkpoint_manager``, ``global_steps``) with a ``health`` config."""
 
     def on_init_end(self):
-        super().on_init_end()  # verl's: update_weights after loading a checkpoint
+        # verl's own on_init_end (the first sync, of the loaded checkpoint's or the starting weights), bounded
+        self._bounded("the first weight sync into the vLLM rollout servers", self.checkpoint_manager.update_weights,
+                      self.global_steps)
         self._replicas_step = self.global_steps  # the step whose weights the replicas hold; None: asleep
 
     def _replicas_current(self) -> None:

@@ -1,5 +1,5 @@
 """Phase 1's traffic with verl: prompts handed to its agent-loop workers, finished trajectories taken back from
-TransferQueue (through verl's replay buffer) as trajectory-store rows."""
+TransferQueue (through verl's replay buffer, set up for shards here) as trajectory-store rows."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ import transfer_queue as tq
 from verl.utils import tensordict_utils as tu
 from verl.utils.dataset.rl_dataset import collate_fn
 
+from drift_verl.core.errors import ClearError
+from drift_verl.integration.health import bound_replay_buffer
+
 FIELDS = ["uid", "prompts", "responses", "response_mask", "extra_fields", "data_source", "reward_model"]
 FROM_THE_LOOP = ["turn_spans", "turn_rewards", "answers", "format_penalty", "t_star", "verifier_failures", "messages"]
 
@@ -20,6 +23,23 @@ def _per_sample(value) -> list:
     if isinstance(value, torch.Tensor):
         return [t.tolist() for t in (value.unbind() if value.is_nested else value)]
     return list(value)
+
+
+class ShardRolloutBuffer:
+    """Mixin for a verl v1 trainer whose rollouts fill store shards: its replay buffer, bounded and polled often,
+    and no substitute prompts (verl replaces failed rollout groups with fresh ones, which would put other prompts
+    into a shard: the shard fails instead; a rerun regenerates it)."""
+
+    def _build_replay_buffer(self):
+        self.trainer_mode = "sync"  # wherever verl consults it, DRIFT is synchronous; "drift" only picks the class
+        buffer = super()._build_replay_buffer()
+        buffer.poll_interval = 0.5  # verl polls TransferQueue every 2 s: a shard of a few seconds would wait
+        bound_replay_buffer(buffer, self.health.rollout_stall_timeout_s)
+        return buffer
+
+    def _add_prompts_to_generate(self, num_prompts: int) -> int:
+        raise ClearError(f"{num_prompts} rollout group(s) failed in the agent loop (e.g. a verifier that does not "
+                         "load in a verifier worker); the AgentLoopWorker logs say why. Re-running resumes")
 
 
 class VerlRollouts:

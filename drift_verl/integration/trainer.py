@@ -34,7 +34,7 @@ from verl.workers.utils.padding import left_right_2_no_padding
 
 from drift_verl.core.batch import padded_batch
 from drift_verl.core.diagnostics import diagnostics
-from drift_verl.core.errors import ClearError
+from drift_verl.core.loss import nll_metric
 from drift_verl.core.schedule import Schedule, batch_digest
 from drift_verl.core.shard_window import fill_missing_shards
 from drift_verl.core.store import StoreError, TrajectoryStore, content_identity, returns_and_groups, rollout_spec
@@ -42,15 +42,14 @@ from drift_verl.core.weights import group_codes, trajectory_weights
 from drift_verl.eval import plots
 from drift_verl.integration import report
 from drift_verl.integration.config import DriftConfig
-from drift_verl.integration.health import bound_replay_buffer
 from drift_verl.integration.replicas import ReplicaLifecycle
-from drift_verl.integration.rollout_io import VerlRollouts
+from drift_verl.integration.rollout_io import ShardRolloutBuffer, VerlRollouts
 
 TRAIN_COLUMNS = ["prompt_ids", "response_ids", "response_mask", "turn_spans"]
 
 
 @register_trainer("drift")
-class DriftTrainer(ReplicaLifecycle, PPOTrainerSync):
+class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
     @functools.cached_property
     def drift(self) -> DriftConfig:
         return DriftConfig.from_section(self.config.drift)
@@ -80,18 +79,6 @@ class DriftTrainer(ReplicaLifecycle, PPOTrainerSync):
         self.total_training_steps = self.schedule.total_steps
         with open_dict(self.config):
             self.config.actor_rollout_ref.actor.optim.total_training_steps = self.total_training_steps
-
-    def _build_replay_buffer(self):
-        self.trainer_mode = "sync"  # wherever verl consults it, DRIFT is synchronous; "drift" only picks this class
-        buffer = super()._build_replay_buffer()
-        buffer.poll_interval = 0.5  # verl polls TransferQueue every 2 s: a shard of a few seconds would wait
-        bound_replay_buffer(buffer, self.health.rollout_stall_timeout_s)
-        return buffer
-
-    def _add_prompts_to_generate(self, num_prompts: int) -> int:
-        # verl replaces failed rollout groups with fresh prompts, which would put other prompts into a shard
-        raise ClearError(f"{num_prompts} rollout group(s) failed in the agent loop (e.g. a verifier that does not "
-                         "load in a verifier worker); the AgentLoopWorker logs say why. Re-running resumes")
 
     def _run_dir(self) -> Path:
         path = Path(self.config.trainer.default_local_dir)
@@ -167,7 +154,7 @@ class DriftTrainer(ReplicaLifecycle, PPOTrainerSync):
                              temperature=1.0)  # the policy's own NLL, whatever temperature the rollouts used
         metrics = rename_dict(tu.get(self.actor_rollout_wg.update_actor(batch), "metrics"), "actor/")
         metrics["perf/mfu/actor"] = metrics.pop("actor/mfu")
-        return reduce_metrics(metrics)
+        return nll_metric(reduce_metrics(metrics))
 
     def _phase_update(self, store: TrajectoryStore, weights: np.ndarray, round_index: int) -> None:
         start, schedule = time.time(), self.schedule

@@ -70,6 +70,16 @@ def keep_reloadable_weights(dispatch):
     return dispatch_cpu_unquantized_gemm
 
 
+def keep_lora_sync_working() -> None:
+    """verl 0.9.1 loads a LoRA adapter into vLLM >= 0.25 through ``WeightsMapper.get_unstacked_mapper``, which the
+    vLLM of the cpu install (0.31) calls ``get_rename_mapper`` (the renames without the stacked maps): without the
+    old name the first adapter sync raises in the vLLM worker (``actor_rollout_ref.model.lora_rank > 0``)."""
+    from vllm.model_executor.models.utils import WeightsMapper
+
+    if not hasattr(WeightsMapper, "get_unstacked_mapper") and hasattr(WeightsMapper, "get_rename_mapper"):
+        WeightsMapper.get_unstacked_mapper = WeightsMapper.get_rename_mapper
+
+
 def register() -> None:
     """``vllm.general_plugins`` entry point: runs in every vLLM process, more than once; idempotent."""
     if os.environ.get("VERL_PLATFORM", "").strip().lower() != "cpu":
@@ -81,6 +91,7 @@ def register() -> None:
     from vllm.logger import init_logger
     from vllm.model_executor.layers import utils
 
+    keep_lora_sync_working()
     if getattr(utils.dispatch_cpu_unquantized_gemm, "_drift_keeps_weights", False):
         return
     # linear.py and vocab_parallel_embedding.py import the function from this module at call time

@@ -126,3 +126,17 @@ def test_loss_agg_mode_is_honoured():
     token, _ = weighted_nll_loss(log_prob, log_prob, weights, mask, "token-mean")
     assert seq.item() == pytest.approx((0.5 * 2.0 + 1.5 * 2.0) / 2)
     assert token.item() == pytest.approx((0.5 * 1 + 0.5 * 3 + 1.5 * 6) / 5)
+
+
+def test_logged_nll_is_the_mean_per_trajectory_over_unequal_micro_batches():
+    """use_dynamic_bsz splits a mini-batch into micro-batches of unequal sizes and verl averages each metric over
+    them: the logged NLL must still be the mini-batch's mean over trajectories."""
+    import verl  # noqa: F401
+    from drift_verl.core.loss import nll_metric, weighted_nll_loss
+
+    log_prob = -torch.tensor([[1.0, 1.0], [2.0, 4.0], [6.0, 6.0]])
+    mask = torch.tensor([[1.0, 1.0], [1.0, 1.0], [1.0, 0.0]])
+    per_micro_batch = [weighted_nll_loss(log_prob[s], log_prob[s], torch.ones_like(mask[s]), mask[s])[1]
+                       for s in (slice(0, 1), slice(1, 3))]
+    averaged = {f"actor/{k}": sum(m[k] for m in per_micro_batch) / 2 for k in per_micro_batch[0]}
+    assert nll_metric(averaged) == {"actor/drift/nll": pytest.approx((1.0 + 3.0 + 6.0) / 3)}

@@ -63,3 +63,15 @@ def test_task_settings_win_over_recipe_defaults():
     assert config.drift.env.turn_max_tokens == 24  # tiny task's value, not the recipe's null
     assert config.drift.env.max_turns == 5 and config.drift.env.feedback == "Incorrect. Please think again."
     assert config.actor_rollout_ref.rollout.agent.default_agent_loop == "drift_feedback"
+
+
+def test_liger_on_the_cpu_platform_is_refused_at_start_up(monkeypatch):
+    from drift_verl.integration.launch import check_platform
+
+    monkeypatch.setenv("VERL_PLATFORM", "cpu")  # as the driver of a platform=cpu job has it
+
+    config = _compose("recipes", "drift_main", ["recipe=drift", "platform=cpu",
+                                                "actor_rollout_ref.model.use_liger=true"])
+    with pytest.raises(StartupError, match="use_liger=true: .* no CPU backend"):
+        check_platform(config)
+    check_platform(_compose("recipes", "drift_main", ["recipe=drift", "platform=cpu"]))
