@@ -177,9 +177,6 @@ class TrajectoryStore:
     def missing_shards(self) -> list[int]:
         return [i for i in range(self.num_shards) if not self.shard_path(i).exists()]
 
-    def complete(self) -> bool:
-        return not self.missing_shards()
-
     def write_shard(self, index: int, rows: list[dict]) -> None:
         self.write_table(index, pa.Table.from_pylist(rows, schema=SCHEMA))
 
@@ -262,9 +259,9 @@ def _batch_returns(table: pa.Table, gamma: float, repetition_coef: float):
 def returns_and_groups(store: TrajectoryStore, gamma: float, repetition_coef: float):
     """Phase 2 input, streamed and vectorised: ``(returns, groups, solved)`` as flat arrays in store order.
 
-    ``returns`` is float64 (:func:`drift_verl.weights.trajectory_return` of each trajectory); ``groups`` is one
+    ``returns`` is float64 (:func:`drift_verl.core.weights.trajectory_return` of each trajectory); ``groups`` is one
     integer per trajectory, the same for trajectories with the same ``prompt_id`` (anywhere in the store), dense
-    (``0 .. groups-1`` in order of first appearance), so :func:`drift_verl.weights.group_codes` keeps it as is;
+    (``0 .. groups-1`` in order of first appearance), so :func:`drift_verl.core.weights.group_codes` keeps it as is;
     ``solved`` is bool (``t_star > 0``). Only the small columns are read, shard by shard; memory is O(rows)
     numbers plus one string per distinct prompt.
     """

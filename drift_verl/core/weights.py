@@ -5,12 +5,8 @@ Within each group (the N trajectories of one prompt), ``w_i = exp(R_i/beta) / me
 KL-regularised RL optimum written as importance weights on the reference policy's samples (AWR/AWAC), so
 weights average 1 per group and weighted SFT on them moves the policy towards that optimum.
 
-CLI (the paper reference implementation's JSONL rows: ``prompt_id``, ``turn_rewards`` as ``{"t1": r1, ...}``,
-``answer_norms``, ``format_penalty``)::
-
-    python -m drift_verl.core.weights IN.jsonl OUT.jsonl --gamma 0.9 --beta 0.1
-
-writes each row back with ``return`` and ``weight`` fields, streaming (two passes, O(rows) floats in memory).
+The same returns over a whole store at once: :mod:`drift_verl.core.returns`; weight health (ESS):
+:mod:`drift_verl.core.diagnostics`; reweighting reference-format JSONL: ``python -m drift_verl.weights``.
 """
 
 from __future__ import annotations
@@ -116,7 +112,7 @@ def group_codes(prompt_ids: Sequence | np.ndarray) -> np.ndarray:
     """Integer code per row for the prompt id (group) it belongs to.
 
     Integer arrays whose codes are already dense (every code in ``0..max`` used, as
-    :func:`drift_verl.store.returns_and_groups` returns them) are returned as they are.
+    :func:`drift_verl.core.store.returns_and_groups` returns them) are returned as they are.
     """
     if isinstance(prompt_ids, np.ndarray) and np.issubdtype(prompt_ids.dtype, np.integer):
         if prompt_ids.size == 0 or (prompt_ids.min() >= 0 and np.bincount(prompt_ids).all()):

@@ -17,7 +17,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from drift_verl.eval import plots
+from drift_verl.core import plots
 from drift_verl.core import safe_io
 from drift_verl.integration.launch import StartupError, run
 from drift_verl.core.metrics import metrics_from_info

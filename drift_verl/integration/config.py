@@ -1,6 +1,6 @@
 """The ``drift:`` config section as typed dataclasses, validated once, in the driver, before Ray starts.
 
-:func:`DriftConfig.from_section` checks every value and rejects unknown keys (a typo in a YAML preset would
+:func:`DriftConfig.from_section` checks every value and rejects unknown keys (a typo in a YAML config would
 otherwise be silently ignored); :func:`check_job` adds the checks that need the rest of the config or a file:
 enough prompts for one mini-batch, a per-turn token cap that fits the response budget, a verifier that imports.
 The trainer and the feedback loop read the same dataclasses, so no value is cast in two places.

@@ -11,7 +11,8 @@ forever. :class:`JobMonitor` runs in the driver for the whole run and checks, ev
 
 On a failure it interrupts the driver's main thread, which stops Ray and ends with the line; if that has not
 ended the process after ``grace_s``, the monitor prints the line and exits. Waits that stall without anything
-dying (a weight sync, a rollout that never finishes) are bounded in the DRIFT trainer itself (:class:`Stalled`).
+dying (a weight sync, a rollout that never finishes) are bounded where the DRIFT trainer waits (:mod:`drift_verl.integration.replicas`,
+:mod:`drift_verl.integration.rollout_io`; :class:`Stalled`).
 """
 
 from __future__ import annotations
@@ -251,7 +252,7 @@ class JobMonitor:
             self.error = line
             if self.announce:
                 print(PREFIX + line, file=sys.stderr, flush=True)
-            _thread.interrupt_main()  # the driver's main thread reports the line (drift_verl.main.JobFailed)
+            _thread.interrupt_main()  # the driver's main thread reports the line (drift_verl.integration.launch.JobFailed)
             time.sleep(self.config.grace_s)  # if it sits in a call that ignores the interrupt, end the process
             print(f"{PREFIX}{line} (the run did not stop within {self.config.grace_s:.0f} s: exiting)",
                   file=sys.stderr, flush=True)

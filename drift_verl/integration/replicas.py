@@ -15,7 +15,8 @@ class ReplicaLifecycle:
     """Mixin for a verl v1 trainer (``checkpoint_manager``, ``global_steps``) with a ``health`` config."""
 
     def on_init_end(self):
-        # verl's own on_init_end (the first sync, of the loaded checkpoint's or the starting weights), bounded
+        # replaces verl's PPOTrainerSync.on_init_end, which is this first sync (of the loaded checkpoint's or the
+        # starting weights) unbounded
         self._bounded("the first weight sync into the vLLM rollout servers", self.checkpoint_manager.update_weights,
                       self.global_steps)
         self._replicas_step = self.global_steps  # the step whose weights the replicas hold; None: asleep

@@ -26,7 +26,8 @@ def _per_sample(value) -> list:
 
 
 class ShardRolloutBuffer:
-    """Mixin for a verl v1 trainer whose rollouts fill store shards: its replay buffer, bounded and polled often,
+    """Mixin for a verl v1 trainer (with a ``health`` config) whose rollouts fill store shards: its replay buffer,
+    bounded and polled often,
     and no substitute prompts (verl replaces failed rollout groups with fresh ones, which would put other prompts
     into a shard: the shard fails instead; a rerun regenerates it)."""
 

@@ -39,7 +39,7 @@ from drift_verl.core.schedule import Schedule, batch_digest
 from drift_verl.core.shard_window import fill_missing_shards
 from drift_verl.core.store import StoreError, TrajectoryStore, content_identity, returns_and_groups, rollout_spec
 from drift_verl.core.weights import group_codes, trajectory_weights
-from drift_verl.eval import plots
+from drift_verl.core import plots
 from drift_verl.integration import report
 from drift_verl.integration.config import DriftConfig
 from drift_verl.integration.replicas import ReplicaLifecycle
@@ -89,14 +89,14 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
         """The round's store, named by a fingerprint of everything that shapes its rollouts (not beta/gamma)."""
         if round_index == 0:
             reference = content_identity(self.config.actor_rollout_ref.model.path)
-        else:  # the policy that ended the previous round, identified by its checkpoint
-            reference = {"run": str(self._run_dir().resolve()), "step": self.global_steps}
+        else:  # the policy that ended the previous round, identified by its checkpoint (also when resumed mid-round)
+            reference = {"run": str(self._run_dir().resolve()), "step": self.schedule.round_start(round_index)}
         spec = rollout_spec(self.config, reference, round_index)
         return TrajectoryStore(self.drift.store_dir, spec, self.num_prompts, self.drift.prompts_per_shard)
 
     # ------------------------------------------------------------------ phase 1: rollouts
     def _phase_rollouts(self, round_index: int) -> TrajectoryStore:
-        store, start = self._store(round_index), time.time()
+        store = self._store(round_index)
         missing = store.missing_shards()
         if missing and self.global_steps != self.schedule.round_start(round_index):
             raise StoreError(
@@ -107,6 +107,7 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
         if missing:
             self._replicas_current()  # the round's frozen reference: the policy as the round starts
         rollouts = VerlRollouts(self.train_dataset, self.agent_loop_manager, self.replay_buffer, self.global_steps)
+        start = time.time()
         with tqdm(total=store.num_shards, initial=store.num_shards - len(missing),
                   desc=f"DRIFT round {round_index} phase 1: rollouts (shards)") as bar:
             trajectories, tokens = fill_missing_shards(store, missing, self.drift.shards_in_flight, rollouts,

@@ -6,7 +6,7 @@ platform, world size 1. Same model, same rows, same mini-batch and micro-batch s
 only the update path differs:
 
 * ``drift``: what ``DriftTrainer`` does per mini-batch (its own ``_update`` method is called): build the padded
-  batch from stored rows (``drift_verl.batch.padded_batch``, weights in ``advantages``), convert it to verl's
+  batch from stored rows (``drift_verl.core.batch.padded_batch``, weights in ``advantages``), convert it to verl's
   no-padding layout and call ``update_actor`` with the ``drift`` policy loss -- one call per mini-batch;
 * ``vanilla``: what verl's GRPO/PPO trainer does per step: one ``update_actor`` call on the whole step batch
   (already in verl's layout, ``old_log_probs`` from the actor, advantages per trajectory), split into the same
@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 TARGET_RATIO = 0.95
-MODELS = {"tiny": None, "wide": {"hidden": 256, "layers": 4}}  # tiny: drift_verl.assets.tiny_model()
+MODELS = {"tiny": None, "wide": {"hidden": 256, "layers": 4}}  # tiny: drift_verl.tiny.assets.tiny_model()
 
 
 def model_path(name: str, workdir: Path) -> str:

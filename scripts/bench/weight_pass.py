@@ -1,6 +1,6 @@
 """Benchmark DRIFT's weight pass (phase 2) at scale: returns, weights and diagnostics over synthetic stores.
 
-Builds trajectory stores in the trainer's format (``drift_verl.store.SCHEMA`` parquet shards + manifest) of
+Builds trajectory stores in the trainer's format (``drift_verl.core.store.SCHEMA`` parquet shards + manifest) of
 10^5, 10^6 and 10^7 trajectories (16 per prompt, up to 5 turns, a realistic mix of first-turn solves, fixes
 after feedback, repeated wrong answers and unparseable turns; the token columns are left empty since phase 2
 never reads them), cached under ``--workdir``; building them is not measured. Then, for each size, a fresh

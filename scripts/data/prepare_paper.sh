@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Writes the files the metamath presets read (recipes/paper/metamath.yaml) into DATA_DIR (default ./data):
+# Writes the files the metamath paper tasks read (recipes/paper/metamath.yaml) into DATA_DIR (default ./data):
 # from the Hugging Face hub (needs a network), or from local copies named by METAMATHQA, MATH500, GSM8K_TEST
 # (.jsonl/.json/.parquet). PYTHON picks the interpreter (default: python).
 set -euo pipefail

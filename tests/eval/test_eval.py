@@ -27,7 +27,7 @@ def _random_trajectory(rng: random.Random, max_turns: int) -> tuple[list[float],
 
 
 def _reference(turn_rewards, answers, max_turns) -> dict:
-    """The metrics' definitions written out turn by turn, independently of drift_verl.metrics."""
+    """The metrics' definitions written out turn by turn, independently of drift_verl.core.metrics."""
     n = len(turn_rewards)
     ref = {}
     for t in range(1, max_turns + 1):

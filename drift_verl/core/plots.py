@@ -42,7 +42,7 @@ def weight_plots(weights: np.ndarray, groups: np.ndarray, path: Path) -> Path:
 
 
 def turn_plot(metrics: dict, max_turns: int, path: Path, label: str = "reference policy") -> Path:
-    """Accuracy at each turn and solved-within-k curves from :func:`drift_verl.metrics.multi_turn_metrics`."""
+    """Accuracy at each turn and solved-within-k curves from :func:`drift_verl.core.metrics.multi_turn_metrics`."""
     plt = _pyplot()
     turns = np.arange(1, max_turns + 1)
     figure, axis = plt.subplots(figsize=(6, 4))
