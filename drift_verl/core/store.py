@@ -163,6 +163,24 @@ class TrajectoryStore:
         else:
             safe_io.write_text(manifest, json.dumps(expected, indent=2, default=str))
 
+    @classmethod
+    def open(cls, folder: str | Path) -> TrajectoryStore:
+        """An existing store, from its folder (``<store_dir>/<fingerprint>``) and the manifest in it."""
+        folder = Path(folder).resolve()
+        manifest = folder / "manifest.json"
+        if not manifest.is_file():
+            raise StoreError(f"{manifest}: missing; {folder} is not a trajectory store (expected the folder "
+                             "<drift.store_dir>/<fingerprint> a DRIFT run printed as its trajectory store)")
+        try:
+            found = json.loads(manifest.read_text())
+            spec, num_prompts, per_shard = found["spec"], int(found["num_prompts"]), int(found["prompts_per_shard"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise StoreError(f"{manifest}: not a readable manifest ({type(error).__name__}: {error})") from None
+        if fingerprint(spec) != folder.name:
+            raise StoreError(f"{manifest}: its configuration's fingerprint is {fingerprint(spec)}, not the folder's "
+                             f"name {folder.name} (an edited manifest, or a renamed folder)")
+        return cls(folder.parent, spec, num_prompts, per_shard)
+
     @property
     def num_shards(self) -> int:
         return -(-self.num_prompts // self.prompts_per_shard)
