@@ -16,17 +16,20 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from drift_verl.core import plots
-from drift_verl.core.diagnostics import diagnostics
+from drift_verl.core.diagnostics import weigh
 from drift_verl.core.safe_io import OutputOverInput, atomic_path, refuse_overwriting
 from drift_verl.core.store import StoreError, TrajectoryStore, returns_and_groups
-from drift_verl.core.weights import REPETITION_COEF, WeightConfig, WeightInputError, group_codes, trajectory_weights
+from drift_verl.core.weights import REPETITION_COEF, WeightConfig, WeightInputError
 from drift_verl.integration.report import rollout_quality
 
 
-def inspect(store: TrajectoryStore, configs: list[WeightConfig]) -> tuple[dict, list]:
+def inspect(store: TrajectoryStore, configs: list[WeightConfig]) -> tuple[dict, np.ndarray, np.ndarray, list]:
     """The store's size, its reference policy's metrics and the weight diagnostics per config (all with one gamma
-    and repetition coefficient: the returns are computed once); and each config's weights, in store order."""
+    and repetition coefficient: the returns are computed once); and, in store order, the returns, the groups and
+    each config's weights."""
     spec = store.spec
     store.verify(int(spec["n"]))
     metrics, logged = rollout_quality(store, int(spec["env"]["max_turns"]))
@@ -36,14 +39,13 @@ def inspect(store: TrajectoryStore, configs: list[WeightConfig]) -> tuple[dict, 
     returns, groups, solved = returns_and_groups(store, configs[0].gamma, configs[0].repetition_coef)
     rows, all_weights = [], []
     for config in configs:
-        weights = trajectory_weights(returns, group_codes(groups), solved, config)
-        stats = diagnostics(weights, groups, solved)
+        weights, stats = weigh(returns, groups, solved, config)
         stats.pop("weights/histogram")
-        rows.append({"gamma": config.gamma, "beta": config.beta, "return_mean": float(returns.mean()),
+        rows.append({"gamma": config.gamma, "beta": config.beta,
                      **{k.removeprefix("weights/"): v for k, v in stats.items()}})
         all_weights.append(weights)
     report = {"store": str(store.dir), "size": size, "reference": metrics, "weights": rows}
-    return report, [(returns, groups, weights) for weights in all_weights]
+    return report, returns, groups, all_weights
 
 
 def write_weights(store: TrajectoryStore, returns, weights, out: Path) -> None:
@@ -94,12 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         for output in (args.weights, plot):
             if output:
                 refuse_overwriting(output, store_files)
-        report, results = inspect(store, configs)
+        report, returns, groups, weights = inspect(store, configs)
         if len(configs) == 1:
-            returns, groups, weights = results[0]
-            report["plot"] = str(plots.weight_plots(weights, groups, plot).resolve())
+            report["plot"] = str(plots.weight_plots(weights[0], groups, plot).resolve())
             if args.weights:
-                write_weights(store, returns, weights, args.weights)
+                write_weights(store, returns, weights[0], args.weights)
     except (StoreError, WeightInputError, OutputOverInput, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from drift_verl.core.weights import WeightConfig, trajectory_weights
+
 
 def group_ess_fraction(weights: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Per non-empty group, ``(sum w)^2 / sum w^2 / n``: 1 for uniform weights, ``1/n`` for one dominant."""
@@ -41,3 +43,11 @@ def diagnostics(
         any_solved = np.bincount(groups, weights=np.asarray(solved, dtype=np.float64))[present] > 0
         result["weights/all_fail_group_share"] = float((~any_solved).mean())
     return result
+
+
+def weigh(returns: np.ndarray, groups: np.ndarray, solved: np.ndarray, config: WeightConfig
+          ) -> tuple[np.ndarray, dict[str, float | list]]:
+    """Phase 2 on a store's returns (:func:`drift_verl.core.store.returns_and_groups`): the weights ``config``
+    gives, and their diagnostics with the mean return, as a run logs them."""
+    weights = trajectory_weights(returns, groups, solved, config)
+    return weights, {**diagnostics(weights, groups, solved), "weights/return_mean": float(returns.mean())}

@@ -27,9 +27,8 @@ def _per_sample(value) -> list:
 
 class ShardRolloutBuffer:
     """Mixin for a verl v1 trainer (with a ``health`` config) whose rollouts fill store shards: its replay buffer,
-    bounded and polled often,
-    and no substitute prompts (verl replaces failed rollout groups with fresh ones, which would put other prompts
-    into a shard: the shard fails instead; a rerun regenerates it)."""
+    bounded and polled often, and no substitute prompts (verl replaces failed rollout groups with fresh ones,
+    which would put other prompts into a shard: the shard fails instead; a rerun regenerates it)."""
 
     def _build_replay_buffer(self):
         self.trainer_mode = "sync"  # wherever verl consults it, DRIFT is synchronous; "drift" only picks the class
@@ -52,52 +51,43 @@ class VerlRollouts:
         self.submitted: dict[str, tuple[int, str]] = {}
 
     def submit(self, prompts: range) -> None:
-        self.submitted.update(submit(self.dataset, prompts, self.agent_loop_manager, self.global_steps))
+        """Hand prompts to verl's agent-loop workers, which run their trajectories in the background and put them
+        into TransferQueue; each uid is remembered with its (dataset index, prompt id)."""
+        items = [self.dataset[i] for i in prompts]
+        batch_dict = collate_fn(items)
+        uids = [uuid.uuid4().hex for _ in prompts]
+        batch_dict["uid"] = np.array(uids, dtype=object)
+        batch = tu.get_tensordict(batch_dict)
+        tu.assign_non_tensor_data(batch, "global_steps", self.global_steps)
+        tags = [{"is_prompt": True, "status": "pending", "global_steps": self.global_steps} for _ in uids]
+        tq.kv_batch_put(keys=uids, partition_id="train", tags=tags)
+        self.agent_loop_manager.generate_sequences(batch)
+        self.submitted.update({uid: (index, str((item.get("extra_info") or {}).get("prompt_id", index)))
+                               for uid, index, item in zip(uids, prompts, items)})
 
     def collect(self, count: int) -> tuple[list[dict], int]:
-        return collect(self.replay_buffer, self.submitted, count, self.global_steps)
+        """Store rows of ``count`` finished prompts, whichever finished first (each row names its dataset
+        ``index``), and the assistant tokens they hold."""
+        meta, _ = self.replay_buffer.sample(global_steps=self.global_steps, partition_id="train", batch_size=count)
+        data = tq.kv_batch_get(keys=meta.keys, partition_id=meta.partition_id, select_fields=FIELDS)
+        tq.kv_clear(keys=meta.keys, partition_id=meta.partition_id)
 
-
-def submit(dataset, indices: range, agent_loop_manager, global_steps: int) -> dict[str, tuple[int, str]]:
-    """Hand prompts to verl's agent-loop workers, which run their trajectories in the background and put them
-    into TransferQueue. Returns uid -> (dataset index, prompt id)."""
-    items = [dataset[i] for i in indices]
-    batch_dict = collate_fn(items)
-    uids = [uuid.uuid4().hex for _ in indices]
-    batch_dict["uid"] = np.array(uids, dtype=object)
-    batch = tu.get_tensordict(batch_dict)
-    tu.assign_non_tensor_data(batch, "global_steps", global_steps)
-    tags = [{"is_prompt": True, "status": "pending", "global_steps": global_steps} for _ in uids]
-    tq.kv_batch_put(keys=uids, partition_id="train", tags=tags)
-    agent_loop_manager.generate_sequences(batch)
-    return {uid: (index, str((item.get("extra_info") or {}).get("prompt_id", index)))
-            for uid, index, item in zip(uids, indices, items)}
-
-
-def collect(replay_buffer, submitted: dict[str, tuple[int, str]], count: int, global_steps: int
-            ) -> tuple[list[dict], int]:
-    """Store rows of ``count`` finished prompts, whichever finished first (each row names its dataset
-    ``index``), and the assistant tokens they hold."""
-    meta, _ = replay_buffer.sample(global_steps=global_steps, partition_id="train", batch_size=count)
-    data = tq.kv_batch_get(keys=meta.keys, partition_id=meta.partition_id, select_fields=FIELDS)
-    tq.kv_clear(keys=meta.keys, partition_id=meta.partition_id)
-
-    columns = {name: _per_sample(data[name]) for name in FIELDS}
-    rows, samples, tokens = [], {}, 0
-    for i, uid in enumerate(columns["uid"]):
-        index, prompt_id = submitted[uid]
-        extra = columns["extra_fields"][i]
-        tokens += sum(columns["response_mask"][i])
-        rows.append({
-            "index": index,
-            "prompt_id": prompt_id,
-            "sample": samples.setdefault(uid, 0),
-            "data_source": str(columns["data_source"][i]),
-            "ground_truth": str(columns["reward_model"][i]["ground_truth"]),
-            "prompt_ids": columns["prompts"][i],
-            "response_ids": columns["responses"][i],
-            "response_mask": columns["response_mask"][i],
-            **{key: extra[key] for key in FROM_THE_LOOP},
-        })
-        samples[uid] += 1
-    return rows, tokens
+        columns = {name: _per_sample(data[name]) for name in FIELDS}
+        rows, samples, tokens = [], {}, 0
+        for i, uid in enumerate(columns["uid"]):
+            index, prompt_id = self.submitted[uid]
+            extra = columns["extra_fields"][i]
+            tokens += sum(columns["response_mask"][i])
+            rows.append({
+                "index": index,
+                "prompt_id": prompt_id,
+                "sample": samples.setdefault(uid, 0),
+                "data_source": str(columns["data_source"][i]),
+                "ground_truth": str(columns["reward_model"][i]["ground_truth"]),
+                "prompt_ids": columns["prompts"][i],
+                "response_ids": columns["responses"][i],
+                "response_mask": columns["response_mask"][i],
+                **{key: extra[key] for key in FROM_THE_LOOP},
+            })
+            samples[uid] += 1
+        return rows, tokens

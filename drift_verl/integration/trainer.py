@@ -33,12 +33,11 @@ from verl.utils.tracking import Tracking, ValidationGenerationsLogger
 from verl.workers.utils.padding import left_right_2_no_padding
 
 from drift_verl.core.batch import padded_batch
-from drift_verl.core.diagnostics import diagnostics
+from drift_verl.core.diagnostics import weigh
 from drift_verl.core.loss import nll_metric
 from drift_verl.core.schedule import Schedule, batch_digest
 from drift_verl.core.shard_window import fill_missing_shards
 from drift_verl.core.store import StoreError, TrajectoryStore, content_identity, returns_and_groups, rollout_spec
-from drift_verl.core.weights import group_codes, trajectory_weights
 from drift_verl.core import plots
 from drift_verl.integration import report
 from drift_verl.integration.config import DriftConfig
@@ -127,10 +126,8 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
     # ------------------------------------------------------------------ phase 2: weights
     def _phase_weights(self, store: TrajectoryStore, round_index: int) -> np.ndarray:
         start, drift = time.time(), self.drift
-        returns, prompt_ids, solved = returns_and_groups(store, drift.gamma, drift.repetition_coef)
-        groups = group_codes(prompt_ids)
-        weights = trajectory_weights(returns, groups, solved, drift.weight_config())
-        stats = {**diagnostics(weights, groups, solved), "weights/return_mean": float(returns.mean())}
+        returns, groups, solved = returns_and_groups(store, drift.gamma, drift.repetition_coef)
+        weights, stats = weigh(returns, groups, solved, drift.weight_config())
         histogram = stats.pop("weights/histogram")
         self.logger.log(data={f"drift/{k}": v for k, v in stats.items()}, step=self.global_steps)
         plots_dir = self._run_dir() / "plots"
