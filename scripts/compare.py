@@ -1,15 +1,17 @@
-"""The paper's comparison in miniature, on the embedded tiny task: reference policy, unweighted SFT,
-rejection-sampling SFT, GRPO (same feedback agent loop, online) and DRIFT (with a beta and gamma sweep that
-reuses one trajectory store), on the same prompts, reference policy and validation set.
+"""The paper's comparison in miniature, on the embedded tiny task: reference policy, unweighted SFT, rejection SFT,
+GRPO (trajectory credit), GRPO (turn-level credit) and DRIFT with a beta/gamma sweep reusing one trajectory store,
+on the same prompts, reference policy and held-out validation set (all 128 problems x 16 samples).
 
-    python scripts/compare.py --out docs/comparison [--seeds 0 1 2] [--grpo-steps 48] [--grpo-lrs 2e-3 5e-4]
+    python scripts/compare.py --out docs/comparison [--seeds 0 1 2] [--grpo-steps 48] [--grpo-test-freq 8]
 
-DRIFT and the two SFT baselines run for every seed (mini-batch order); the beta/gamma sweep and GRPO run for the
-first seed only, to keep the whole comparison near an hour on 2 cores.
+Every row runs for every seed (DRIFT-family: mini-batch order; GRPO: prompt order and sampling). Every run is a
+real ``python -m drift_verl.main`` job; finished runs are kept (``<workdir>/<run>/result.json``), so an interrupted
+comparison resumes where it stopped. Writes ``<out>/comparison.md``, ``comparison.json``, ``summary.json`` (the
+fixed schema below) and ``comparison.png``.
 
-Every run is a real ``python -m drift_verl.main`` job; finished runs are kept (``<workdir>/<run>/result.json``)
-so an interrupted comparison resumes where it stopped. Writes ``<out>/comparison.md``, ``comparison.json`` and
-PNG plots.
+Cost (``wall_s``, ``rollout_tokens``): rollouts + updates, start-up and validation excluded. DRIFT-family rows
+pay the store's rollouts once (the store is shared) plus their own update; GRPO pays the step times and response
+tokens up to its last validation point.
 """
 
 from __future__ import annotations
@@ -24,30 +26,35 @@ from drift_verl.core.metrics import validation_summary
 from drift_verl.eval.runs import run_job, tail
 
 MAX_TURNS = 5
+SUMMARY_METRICS = ("solved_within_1", "solved_within_5", "non_repeat", "step0_solved_within_5", "wall_s",
+                   "rollout_tokens")
+VALIDATION = ["data.val_max_samples=-1", "actor_rollout_ref.rollout.val_kwargs.n=16"]
+# the GRPO configuration that learns on the tiny task (docs/comparison/README.md: how it was found)
+GRPO = ["data.train_batch_size=16", "actor_rollout_ref.actor.ppo_mini_batch_size=16",
+        "actor_rollout_ref.actor.optim.lr=1e-3"]
+DRIFT_FAMILY = {  # summary name -> drift.* options
+    "drift": {},
+    "sft_uniform": {"weighting": "uniform"},
+    "sft_rejection": {"weighting": "rejection"},
+}
 
 
-def drift_args(run_dir: Path, store: Path, seed: int, **drift) -> list[str]:
+def common(run_dir: Path) -> list[str]:
+    return ["platform=cpu", "trainer.logger=[console,file]", f"trainer.default_local_dir={run_dir / 'checkpoints'}",
+            "trainer.save_freq=-1", *VALIDATION]
+
+
+def drift_args(run_dir: Path, store: Path, seed: int, validate_reference: bool, **drift) -> list[str]:
     overrides = {"seed": seed, "store_dir": store, **drift}
-    return ["-m", "drift_verl.main", "recipe=drift", "platform=cpu", "trainer.logger=[console,file]",
-            f"trainer.default_local_dir={run_dir / 'checkpoints'}", "trainer.save_freq=-1",
+    return ["-m", "drift_verl.main", "recipe=drift", *common(run_dir), f"trainer.val_before_train={validate_reference}",
             *(f"drift.{key}={value}" for key, value in overrides.items())]
 
 
-def grpo_args(run_dir: Path, seed: int, steps: int, test_freq: int, lr: float) -> list[str]:
-    return ["-m", "drift_verl.main", "recipe=grpo", "platform=cpu", "trainer.logger=[console,file]",
-            f"actor_rollout_ref.actor.optim.lr={lr:g}",
-            f"trainer.default_local_dir={run_dir / 'checkpoints'}", "trainer.save_freq=-1",
-            f"trainer.total_training_steps={steps}", f"trainer.test_freq={test_freq}", "trainer.total_epochs=100",
-            f"data.seed={seed}", f"actor_rollout_ref.actor.data_loader_seed={seed}"]
-
-
-def validation_points(metrics: dict[int, dict]) -> list[tuple[int, dict]]:
-    return [(step, validation_summary(values)) for step, values in sorted(metrics.items())
-            if any(key.startswith("val-core/") for key in values)]
-
-
-def only_source(summary: dict) -> dict:
-    return next(iter(summary.values())) if summary else {}
+def grpo_args(run_dir: Path, seed: int, steps: int, test_freq: int, estimator: str) -> list[str]:
+    return ["-m", "drift_verl.main", "recipe=grpo", *common(run_dir), *GRPO,
+            f"algorithm.adv_estimator={estimator}", f"trainer.total_training_steps={steps}",
+            f"trainer.test_freq={test_freq}", "trainer.total_epochs=100", f"data.seed={seed}",
+            f"actor_rollout_ref.actor.data_loader_seed={seed}"]
 
 
 def run(name: str, argv: list[str], workdir: Path) -> dict:
@@ -69,84 +76,108 @@ def by_step(result: dict) -> dict[int, dict]:
     return {int(step): values for step, values in result["metrics"].items()}
 
 
-def drift_row(result: dict, rollout_cost: dict) -> dict:
-    """Final validation; cost = the store's rollouts (shared by every run on that store) + this run's update."""
-    metrics = by_step(result)
-    points = validation_points(metrics)
-    update_s = sum(v.get("drift/update/step_s", 0.0) for v in metrics.values())
-    return {**only_source(points[-1][1]), "before": only_source(points[0][1]),
-            "algorithm_s": rollout_cost["rollout_s"] + update_s, "rollout_tokens": rollout_cost["tokens"],
-            "job_s": result["wall_s"]}
+def validation_points(result: dict) -> list[tuple[int, dict]]:
+    """(step, metrics of the one data source) at each validation."""
+    points = []
+    for step, values in sorted(by_step(result).items()):
+        summary = validation_summary(values)
+        if summary:
+            points.append((step, next(iter(summary.values()))))
+    return points
 
 
-def rollout_cost(result: dict) -> dict:
-    metrics = by_step(result)
-    rollout = next(v for v in metrics.values() if "drift/rollout/wall_s" in v)
-    return {"rollout_s": rollout["drift/rollout/wall_s"], "tokens": rollout["drift/rollout/response_tokens"]}
+def row(point: dict, step0: dict, wall_s: float, tokens: float) -> dict:
+    return {**{f"solved_within_{k}": point[f"solved_within_{k}"] for k in range(1, MAX_TURNS + 1)},
+            "non_repeat": point["non_repeat_ratio"], "step0_solved_within_5": step0["solved_within_5"],
+            "wall_s": wall_s, "rollout_tokens": tokens}
+
+
+def store_cost(result: dict) -> dict:
+    rollout = next(v for v in by_step(result).values() if "drift/rollout/wall_s" in v)
+    return {"wall_s": rollout["drift/rollout/wall_s"], "tokens": rollout["drift/rollout/response_tokens"]}
+
+
+def drift_row(result: dict, cost: dict, step0: dict) -> dict:
+    update_s = sum(v.get("drift/update/step_s", 0.0) for v in by_step(result).values())
+    return row(validation_points(result)[-1][1], step0, cost["wall_s"] + update_s, cost["tokens"])
 
 
 def grpo_curve(result: dict, trajectories_per_step: int) -> list[dict]:
-    """Validation points with the cumulative step time and response tokens generated up to them."""
-    metrics = by_step(result)
+    """Each validation point with the step time and response tokens spent up to it."""
+    metrics, points = by_step(result), dict(validation_points(result))
     curve, seconds, tokens = [], 0.0, 0.0
     for step in sorted(metrics):
-        values = metrics[step]
         if step > 0:
-            seconds += values.get("timing_s/step", 0.0)
-            tokens += values.get("response_length/mean", 0.0) * trajectories_per_step
-        if any(key.startswith("val-core/") for key in values):
-            curve.append({"step": step, "algorithm_s": seconds, "rollout_tokens": tokens,
-                          **only_source(validation_summary(values))})
+            seconds += metrics[step].get("timing_s/step", 0.0)
+            tokens += metrics[step].get("response_length/mean", 0.0) * trajectories_per_step
+        if step in points:
+            curve.append({"step": step, **row(points[step], points[min(points)], seconds, tokens)})
     return curve
 
 
-def to_reach(drift: dict, curve: list[dict]) -> str:
-    """DRIFT vs GRPO: wall-clock and rollout tokens until validation solved-within-5 reaches DRIFT's final value."""
-    target = drift["solved_within_5"]
-    trained = [p for p in curve if p["step"] > 0]
-    reached = next((p for p in trained if p["solved_within_5"] >= target), None)
-    head = (f"To reach DRIFT's final solved-within-5 ({target:.3f}): DRIFT {drift['algorithm_s']:.0f} s, "
-            f"{drift['rollout_tokens']:.0f} rollout tokens; ")
-    if reached is None:
-        last, best = curve[-1], max(p["solved_within_5"] for p in trained)
-        return head + (f"GRPO did not reach it in {last['step']} steps ({last['algorithm_s']:.0f} s, "
-                       f"{last['rollout_tokens']:.0f} tokens; best after training {best:.3f}).")
-    return head + (f"GRPO {reached['algorithm_s']:.0f} s, {reached['rollout_tokens']:.0f} tokens (step "
-                   f"{reached['step']}): DRIFT/GRPO wall-clock {drift['algorithm_s'] / reached['algorithm_s']:.2f}, "
-                   f"tokens {drift['rollout_tokens'] / reached['rollout_tokens']:.2f}.")
+def mean_std(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "std": statistics.pstdev(values)}
 
 
-def aggregate(rows: list[dict]) -> dict:
-    """Mean and spread (population std; 0 with one seed) of every numeric field over seeds."""
-    keys = [k for k, v in rows[0].items() if isinstance(v, (int, float))]
-    return {k: (statistics.fmean(r[k] for r in rows), statistics.pstdev(r[k] for r in rows)) for k in keys}
+def mean_curve(curves: list[list[dict]]) -> list[dict]:
+    """The seeds' curves averaged point by point (they validate at the same steps)."""
+    return [{key: statistics.fmean(c[i][key] for c in curves) for key in curves[0][i]}
+            for i in range(min(map(len, curves)))]
 
 
-def markdown(table: dict[str, dict], seeds: list[int], command: str, reach: str) -> str:
-    columns = [f"solved_within_{k}" for k in range(1, MAX_TURNS + 1)] + ["non_repeat_ratio"]
-    header = ["method", *[f"solved≤{k}" for k in range(1, MAX_TURNS + 1)], "non-repeat", "wall-clock (s)",
-              "rollout tokens"]
+def cost_to_reach(curve: list[dict], target: float) -> dict | None:
+    """The cost at the first trained point of a mean curve whose solved-within-5 reaches ``target``."""
+    return next((p for p in curve if p["step"] > 0 and p["solved_within_5"] >= target - 1e-9), None)
+
+
+def drift_vs_grpo(rows: dict[str, list[dict]], curves: dict[str, list[dict]]) -> dict:
+    """DRIFT's cost to reach the best GRPO variant's mean final solved-within-5, over that GRPO's cost to reach it
+    (its mean curve's first point at or above it); null ratios when DRIFT's mean does not reach it."""
+    finals = {name: statistics.fmean(r["solved_within_5"] for r in rows[name]) for name in curves}
+    best = max(finals, key=finals.get)
+    target = finals[best]
+    drift = {key: statistics.fmean(r[key] for r in rows["drift"]) for key in ("solved_within_5", "wall_s",
+                                                                             "rollout_tokens")}
+    grpo = cost_to_reach(curves[best], target)
+    reached = drift["solved_within_5"] >= target - 1e-9 and grpo is not None
+    return {"target_solved_within_5": target, "grpo_variant": best,
+            "wall_ratio": drift["wall_s"] / grpo["wall_s"] if reached else None,
+            "token_ratio": drift["rollout_tokens"] / grpo["rollout_tokens"] if reached else None}
+
+
+def summary(rows: dict[str, list[dict]], seeds: list[int], curves: dict[str, list[dict]]) -> dict:
+    methods = {name: {metric: mean_std([r[metric] for r in rows[name]]) for metric in SUMMARY_METRICS}
+               for name in ("reference", "sft_uniform", "sft_rejection", "grpo", "grpo_turn", "drift")}
+    comparison = drift_vs_grpo(rows, curves)
+    return {"validation_prompts": 128, "samples_per_prompt": 16, "seeds": seeds, "methods": methods,
+            "drift_vs_grpo": {key: comparison[key] for key in ("target_solved_within_5", "wall_ratio", "token_ratio")}}
+
+
+def markdown(rows: dict[str, list[dict]], seeds: list[int], command: str, comparison: dict) -> str:
+    header = ["method", *[f"solved≤{k}" for k in range(1, MAX_TURNS + 1)], "non-repeat", "step 0 solved≤5",
+              "wall-clock (s)", "rollout tokens"]
+    columns = [f"solved_within_{k}" for k in range(1, MAX_TURNS + 1)] + ["non_repeat", "step0_solved_within_5"]
     lines = [f"Seeds: {', '.join(map(str, seeds))} (mean ± std over seeds). Command: `{command}`", "",
-             "Validation: 16 held-out prompts x 16 trajectories at temperature 1, T=5. Wall-clock: rollouts + "
-             "updates (DRIFT, SFT baselines) or the sum of step times (GRPO), start-up and validation excluded. "
-             "Rollout tokens: response tokens generated for training (assistant turns and feedback messages, "
-             "verl's response_length).", "",
+             "Validation: 128 held-out problems x 16 trajectories at temperature 1, T=5. Cost: rollouts + updates, "
+             "start-up and validation excluded; rollout tokens are response tokens generated for training.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name, stats in table.items():
-        cells = [name] + [_fmt(stats.get(c)) for c in columns]
-        cells += [_fmt(stats.get("algorithm_s"), 0), _fmt(stats.get("rollout_tokens"), 0)]
+    for name, values in rows.items():
+        stats = {k: mean_std([r[k] for r in values]) for k in values[0]}
+        cells = [name] + [_fmt(stats[c]) for c in columns] + [_fmt(stats["wall_s"], 0), _fmt(stats["rollout_tokens"], 0)]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines + ["", reach]) + "\n"
+    ratio = (f"DRIFT / {comparison['grpo_variant']}: wall-clock {comparison['wall_ratio']:.2f}, rollout tokens "
+             f"{comparison['token_ratio']:.2f}" if comparison["wall_ratio"] is not None else
+             f"DRIFT's mean solved≤5 does not reach {comparison['grpo_variant']}'s")
+    lines += ["", f"Target (best GRPO variant's mean final solved≤5): {comparison['target_solved_within_5']:.3f}. "
+              f"{ratio}."]
+    return "\n".join(lines) + "\n"
 
 
-def _fmt(value, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    mean, std = value
-    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std else "")
+def _fmt(stat: dict, digits: int = 3) -> str:
+    return f"{stat['mean']:.{digits}f}" + (f" ± {stat['std']:.{digits}f}" if stat["std"] else "")
 
 
-def plot(table: dict[str, dict], grpo: dict[str, list[dict]], drift_default: str, out: Path) -> None:
+def plot(rows: dict[str, list[dict]], curves: dict[str, list[dict]], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -154,21 +185,20 @@ def plot(table: dict[str, dict], grpo: dict[str, list[dict]], drift_default: str
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     ks = list(range(1, MAX_TURNS + 1))
-    for name, stats in table.items():
-        if name.startswith("DRIFT (") and name != drift_default:
-            continue  # the sweep is in the table; the plot keeps the main methods readable
-        left.plot(ks, [stats[f"solved_within_{k}"][0] for k in ks], marker="o", label=name)
+    for name in ("reference", "sft_uniform", "sft_rejection", "grpo", "grpo_turn", "drift"):
+        left.plot(ks, [statistics.fmean(r[f"solved_within_{k}"] for r in rows[name]) for k in ks], marker="o",
+                  label=name)
     left.set(xlabel="k (turns)", ylabel="solved within k", title="Validation: solved within k turns", xticks=ks)
     left.legend(fontsize=8)
-    for lr, curve in grpo.items():
-        right.plot([p["algorithm_s"] for p in curve], [p["solved_within_5"] for p in curve], marker=".",
-                   alpha=0.7, label=f"GRPO lr={lr}")
-    drift = table[drift_default]
-    right.errorbar([drift["algorithm_s"][0]], [drift["solved_within_5"][0]], yerr=[drift["solved_within_5"][1]],
-                   fmt="*", markersize=14, color="tab:blue", label=drift_default)
-    reference = table["reference policy"]
-    right.axhline(reference["solved_within_5"][0], color="gray", linestyle="--", label="reference policy")
-    right.set(xlabel="algorithm wall-clock (s)", ylabel="solved within 5", title="Validation vs wall-clock")
+    for name, curve in curves.items():
+        right.plot([p["wall_s"] for p in curve], [p["solved_within_5"] for p in curve], marker=".", label=name)
+    drift = mean_std([r["solved_within_5"] for r in rows["drift"]])
+    right.errorbar([statistics.fmean(r["wall_s"] for r in rows["drift"])], [drift["mean"]], yerr=[drift["std"]],
+                   fmt="*", markersize=14, label="drift")
+    right.axhline(statistics.fmean(r["solved_within_5"] for r in rows["reference"]), color="gray", linestyle="--",
+                  label="reference")
+    right.set(xlabel="wall-clock of rollouts + updates (s)", ylabel="solved within 5 (mean over seeds)",
+              title="Validation vs cost")
     right.legend(fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -180,62 +210,52 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("docs/comparison"))
     parser.add_argument("--workdir", type=Path, default=Path("runs/compare"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--betas", type=float, nargs="*", default=[0.05, 1.0])
     parser.add_argument("--gammas", type=float, nargs="*", default=[0.5])
     parser.add_argument("--grpo-steps", type=int, default=48)
-    parser.add_argument("--grpo-lrs", type=float, nargs="+", default=[2e-3, 5e-4],
-                        help="GRPO learning rates (the task's 2e-3 first); the best run gives the GRPO rows")
     parser.add_argument("--grpo-test-freq", type=int, default=8)
-    parser.add_argument("--grpo-trajectories-per-step", type=int, default=32, help="train_batch_size x rollout.n")
     args = parser.parse_args(argv)
     command = "python scripts/compare.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    workdir, store = args.workdir.resolve(), args.workdir.resolve() / "store"
+    workdir = args.workdir.resolve()
+    store = workdir / "store"
+    trajectories_per_step = 16 * 8  # GRPO's data.train_batch_size x the task's rollout.n
 
     rows: dict[str, list[dict]] = {}
-    grpo: dict[str, list[dict]] = {}
-    drift_default = "DRIFT (γ=0.9, β=0.1)"
+    seed_curves: dict[str, list[list[dict]]] = {}
+    variants = {**DRIFT_FAMILY, **{f"drift_beta{b:g}": {"beta": b} for b in args.betas},
+                **{f"drift_gamma{g:g}": {"gamma": g} for g in args.gammas}, "drift_all_turns": {"train_turns": "all"}}
     for seed in args.seeds:
-        # the store is made by the first DRIFT run and reused by every other weighting (rollouts are seed-free)
-        first = run(f"drift-seed{seed}", drift_args(workdir / f"drift-seed{seed}", store, seed), workdir)
-        cost = rollout_cost(first) if seed == args.seeds[0] else cost
-        rows.setdefault(drift_default, []).append(drift_row(first, cost))
-        rows.setdefault("reference policy", []).append({**rows[drift_default][-1]["before"], "algorithm_s": 0.0,
-                                                        "rollout_tokens": 0.0})
-        variants = {"unweighted SFT (w=1)": {"weighting": "uniform"},
-                    "rejection-sampling SFT": {"weighting": "rejection"}}
-        if seed == args.seeds[0]:  # the sweep and GRPO: first seed only (time)
-            variants.update({f"DRIFT (γ=0.9, β={b:g})": {"beta": b} for b in args.betas})
-            variants.update({f"DRIFT (γ={g:g}, β=0.1)": {"gamma": g} for g in args.gammas})
-            variants["DRIFT, all assistant turns"] = {"train_turns": "all"}
-        for label, options in variants.items():
-            name = "-".join(f"{k}{v}" for k, v in options.items()) + f"-seed{seed}"
-            result = run(name, drift_args(workdir / name, store, seed, **options), workdir)
-            rows.setdefault(label, []).append(drift_row(result, cost))
-        if seed != args.seeds[0]:
-            continue
-        for lr in args.grpo_lrs:
-            name = f"grpo-lr{lr:g}-seed{seed}"
-            result = run(name, grpo_args(workdir / name, seed, args.grpo_steps, args.grpo_test_freq, lr), workdir)
-            grpo[f"{lr:g}"] = grpo_curve(result, args.grpo_trajectories_per_step)
-        best_lr = max(grpo, key=lambda lr: max(p["solved_within_5"] for p in grpo[lr] if p["step"] > 0))
-        budget = rows[drift_default][-1]["algorithm_s"]
-        within = [p for p in grpo[best_lr] if p["algorithm_s"] <= budget] or grpo[best_lr][:1]
-        rows.setdefault(f"GRPO (lr={best_lr}), DRIFT's wall-clock", []).append(within[-1])
-        for lr, curve in grpo.items():
-            trained = [p for p in curve if p["step"] > 0]  # step 0 is the reference policy
-            rows.setdefault(f"GRPO (lr={lr}), best", []).append(max(trained, key=lambda p: p["solved_within_5"]))
+        # the first run of each seed validates the reference (step 0) and, for the first seed, makes the store
+        first = run(f"drift-seed{seed}", drift_args(workdir / f"drift-seed{seed}", store, seed, True), workdir)
+        step0 = validation_points(first)[0][1]
+        cost = store_cost(first) if seed == args.seeds[0] else cost  # the store's rollouts, made once
+        rows.setdefault("reference", []).append(row(step0, step0, 0.0, 0.0))
+        for name, options in variants.items():
+            result = first if name == "drift" else run(
+                f"{name}-seed{seed}", drift_args(workdir / f"{name}-seed{seed}", store, seed, False, **options), workdir)
+            rows.setdefault(name, []).append(drift_row(result, cost, step0))
+        for name, estimator in (("grpo", "grpo"), ("grpo_turn", "grpo_turn")):
+            result = run(f"{name}-seed{seed}", grpo_args(workdir / f"{name}-seed{seed}", seed, args.grpo_steps,
+                                                         args.grpo_test_freq, estimator), workdir)
+            curve = grpo_curve(result, trajectories_per_step)
+            seed_curves.setdefault(name, []).append(curve)
+            rows.setdefault(name, []).append(curve[-1])
 
-    order = ["reference policy", "unweighted SFT (w=1)", "rejection-sampling SFT",
-             *(name for name in rows if name.startswith("GRPO")), drift_default]
-    order += [name for name in rows if name not in order]
-    table = {name: aggregate(rows[name]) for name in order}
+    curves = {name: mean_curve(c) for name, c in seed_curves.items()}
+    order = ["reference", "sft_uniform", "sft_rejection", "grpo", "grpo_turn", "drift"]
+    rows = {name: rows[name] for name in order + [n for n in rows if n not in order]}
+    for values in rows.values():
+        for r in values:
+            r.pop("step", None)
+    comparison = drift_vs_grpo(rows, curves)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "comparison.json").write_text(json.dumps({"command": command, "rows": rows, "grpo": grpo}, indent=1))
-    reach = to_reach(rows[drift_default][0], grpo[best_lr])  # first seed: the one GRPO ran with
-    (args.out / "comparison.md").write_text(markdown(table, args.seeds, command, reach))
-    plot(table, grpo, drift_default, args.out / "comparison.png")
-    print(markdown(table, args.seeds, command, reach))
+    (args.out / "summary.json").write_text(json.dumps(summary(rows, args.seeds, curves), indent=1))
+    (args.out / "comparison.json").write_text(json.dumps(
+        {"command": command, "rows": rows, "grpo_curves": curves, "drift_vs_grpo": comparison}, indent=1))
+    (args.out / "comparison.md").write_text(markdown(rows, args.seeds, command, comparison))
+    plot(rows, curves, args.out / "comparison.png")
+    print(markdown(rows, args.seeds, command, comparison))
     return 0
 
 

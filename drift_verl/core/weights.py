@@ -74,6 +74,21 @@ def trajectory_return(
     return discounted_reward(turn_rewards, gamma) + format_penalty - repetition_penalty(answers, repetition_coef)
 
 
+def turn_contributions(
+    turn_rewards: Sequence[float],
+    answers: Sequence[str | None],
+    gamma: float = 0.9,
+    repetition_coef: float = REPETITION_COEF,
+) -> list[float]:
+    """Each turn's share of the return (they sum to :func:`trajectory_return`): ``gamma^(t-1) r_t``, plus
+    ``FORMAT_PENALTY`` where turn t gave no parseable answer (``None``); the repetition penalty, a property of
+    the whole trajectory, falls on its last turn. Turn-level credit (:mod:`drift_verl.core.turn_credit`) reads them."""
+    shares = [r * gamma**t + (FORMAT_PENALTY if a is None else 0.0) for t, (r, a) in enumerate(zip(turn_rewards, answers))]
+    if shares:
+        shares[-1] -= repetition_penalty([a for a in answers if a is not None], repetition_coef)
+    return shares
+
+
 def group_weights(returns: np.ndarray, groups: np.ndarray, config: WeightConfig) -> np.ndarray:
     """``exp(R/beta)`` normalised to mean 1 per group (or over the batch), computed with a max shift.
 

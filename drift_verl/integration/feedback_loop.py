@@ -4,7 +4,8 @@ Per turn: generate through verl's rollout server, parse the answer, score it wit
 (verl's ``compute_score`` signature), and on a wrong answer append the feedback message and go again, up to
 ``drift.env.max_turns``; stop at the first correct answer (turn t*). Only assistant tokens are trainable
 (``response_mask``); each assistant turn's token span is recorded so DRIFT can train the last turn only.
-The trajectory's return (:mod:`drift_verl.core.weights`) is the reward, so GRPO and DRIFT optimise the same thing.
+The trajectory's return (:mod:`drift_verl.core.weights`) is the reward, so GRPO and DRIFT optimise the same thing;
+it reaches verl's ``rm_scores`` split by turn (:class:`TurnCreditOutput`) for turn-level credit.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from typing import Any
 from uuid import uuid4
 
 from omegaconf import OmegaConf
+import torch
 from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, register
 
 from drift_verl.core.answers import get_parser, normalize
 from drift_verl.integration.config import DriftConfig
 from drift_verl.core.metrics import solved_turn, trajectory_info
 from drift_verl.integration.verifier import VerifierFailed, shared_pool
-from drift_verl.core.weights import FORMAT_PENALTY, trajectory_return
+from drift_verl.core.weights import FORMAT_PENALTY, turn_contributions
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,23 @@ def feedback_message(mode: str, text: str, turn: int, max_turns: int, answer: st
         state = "no parseable answer" if answer is None else f"answer {answer!r} is incorrect"
         return f"Turn {turn} / {max_turns}\nState: {state}\nReward: 0\nActions left: {max_turns - turn}\n{text}"
     raise ValueError(f"drift.env.prompt_mode must be 'simple' or 'full', got {mode!r}")
+
+
+class TurnCreditOutput(AgentLoopOutput):
+    """verl puts the whole reward at a response's last token; this output puts each turn's share of the return at
+    that turn's last token instead. The shares sum to the return, so whatever sums ``rm_scores`` (GRPO, metrics)
+    is unchanged, and ``algorithm.adv_estimator=grpo_turn`` can credit each turn (:mod:`drift_verl.core.turn_credit`)."""
+
+    turn_credit: list[tuple[int, float]] = []  # (response token index, share of the return)
+
+    def as_dict(self) -> dict[str, Any]:
+        output = super().as_dict()
+        output.pop("turn_credit", None)
+        scores = torch.zeros_like(output["response_mask"], dtype=torch.float32)
+        for position, share in self.turn_credit:
+            scores[position] += share
+        output["rm_scores"] = scores
+        return output
 
 
 @register("drift_feedback")
@@ -116,8 +135,10 @@ class FeedbackAgentLoop(AgentLoopBase):
         solved_at = solved_turn(turn_rewards)
         given = [a for a in answers if a is not None]
         format_penalty = FORMAT_PENALTY * (len(answers) - len(given))
-        score = trajectory_return(turn_rewards, format_penalty, given, self.gamma, self.repetition_coef)
+        shares = turn_contributions(turn_rewards, answers, self.gamma, self.repetition_coef)
         response_ids = tokens[len(prompt_ids):]
+        last = min(len(response_mask), self.response_length) - 1
+        turn_credit = [(min(max(end - 1, 0), last), share) for (_, end), share in zip(spans, shares)]
         extra_fields = {
             **server_fields,
             "turn_rewards": turn_rewards,
@@ -134,12 +155,13 @@ class FeedbackAgentLoop(AgentLoopBase):
             "reward_extra_info": {**trajectory_info(turn_rewards, answers, self.max_turns),
                                   "data_source": str(data_source)},
         }
-        return AgentLoopOutput(
+        return TurnCreditOutput(
             prompt_ids=list(prompt_ids),
             response_ids=response_ids[: self.response_length],
             response_mask=response_mask[: self.response_length],
             response_logprobs=logprobs[: self.response_length] if logprobs else None,
-            reward_score=score,
+            reward_score=sum(shares),
+            turn_credit=turn_credit,
             num_turns=2 * len(turn_rewards),
             metrics=metrics,
             extra_fields=extra_fields,

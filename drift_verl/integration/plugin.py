@@ -73,10 +73,13 @@ def _register_trainer(_module) -> None:
     import drift_verl.integration.trainer  # noqa: F401  (@register_trainer("drift"))
 
 
-def _register_loss(core_algos) -> None:
+def _register_algorithms(core_algos) -> None:
+    from drift_verl.core import turn_credit
     from drift_verl.core.loss import register
 
-    register(core_algos)
+    register(core_algos)  # the weighted-NLL policy loss
+    if turn_credit.NAME not in core_algos.ADV_ESTIMATOR_REGISTRY:
+        core_algos.register_adv_est(turn_credit.NAME)(turn_credit.turn_level_advantage)
 
 
 def _register_agent_loop(_module) -> None:
@@ -87,7 +90,7 @@ def register() -> None:
     check_search_path_plugin(sys.argv)
     monitor_main_ppo(sys.argv)
     # verl's registries live in modules that are slow to import: register when verl imports them
-    when_imported("verl.trainer.ppo.core_algos", _register_loss)
+    when_imported("verl.trainer.ppo.core_algos", _register_algorithms)
     when_imported("verl.trainer.ppo.v1.trainer_base", _register_trainer)
     when_imported("verl.experimental.agent_loop.agent_loop", _register_agent_loop)
     if _platform_from_cli(sys.argv) == platform_cpu.CPU_PLATFORM:

@@ -14,7 +14,7 @@ from drift_verl.core.safe_io import cache_dir, locked
 from drift_verl.tiny import task as tiny_task
 from drift_verl.tiny.reference import build_reference
 
-ASSET_VERSION = "v4"
+ASSET_VERSION = "v5"
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
@@ -46,7 +46,7 @@ def build_tokenizer(out: Path, vocab_size: int = 512):
         tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None
     )
     # whole numbers and the answer tags as single tokens: a digit-by-digit sum is far harder for a tiny model
-    fast.add_tokens(["<answer>", "</answer>", *(str(n) for n in range(2 * tiny_task.MAX_OPERAND + 5))])
+    fast.add_tokens(["<answer>", "</answer>", *(str(n) for n in range(tiny_task.MAX_SUM + 9))])
     fast.chat_template = CHAT_TEMPLATE
     fast.save_pretrained(out)
     return fast
@@ -55,9 +55,9 @@ def build_tokenizer(out: Path, vocab_size: int = 512):
 HEAD_DIM = 32
 
 
-def build_model(out: Path, vocab_size: int, hidden: int = 64, layers: int = 2, seed: int = 0) -> None:
-    """A randomly initialised Qwen2 causal LM. Two heads of 32 (the smallest head_dim vLLM's CPU attention
-    accepts) learn the sums where one head of 64 did not."""
+def build_model(out: Path, vocab_size: int, hidden: int = 128, layers: int = 2, seed: int = 0) -> None:
+    """A randomly initialised Qwen2 causal LM. Heads of 32 (the smallest head_dim vLLM's CPU attention accepts):
+    two learned two-number sums where one head of 64 did not; three-number sums need four (hidden 128)."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -78,7 +78,7 @@ def build_model(out: Path, vocab_size: int, hidden: int = 64, layers: int = 2, s
     model.save_pretrained(out, safe_serialization=True)
 
 
-def random_model(final: Path, hidden: int = 64, layers: int = 2) -> str:
+def random_model(final: Path, hidden: int = 128, layers: int = 2) -> str:
     """A randomly initialised model with the task's tokenizer at ``final``; built once, atomically."""
     with locked(final):
         if not (final / "config.json").exists():
@@ -107,15 +107,15 @@ def _task_file(split: str, rows) -> str:
     return str(final)
 
 
-NUM_VAL, NUM_TRAIN = 16, 64
+NUM_VAL = 128  # held-out problems; the other 872 train (task=tiny uses the first of each: data.*_max_samples)
 
 
 def tiny_train() -> str:
-    return _task_file("train", lambda: tiny_task.task_rows(tiny_task.split_pairs(NUM_VAL)[0][:NUM_TRAIN], "train"))
+    return _task_file("train", lambda: tiny_task.task_rows(tiny_task.split_problems(NUM_VAL)[0], "train"))
 
 
 def tiny_val() -> str:
-    return _task_file("val", lambda: tiny_task.task_rows(tiny_task.split_pairs(NUM_VAL)[1], "val"))
+    return _task_file("val", lambda: tiny_task.task_rows(tiny_task.split_problems(NUM_VAL)[1], "val"))
 
 
 def tiny_reference() -> str:

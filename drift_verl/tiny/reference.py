@@ -23,7 +23,7 @@ SFT_SETTINGS = {
     "data.train_batch_size": 64,
     "data.micro_batch_size_per_gpu": 64,
     "data.max_length": 144,
-    "trainer.total_epochs": 2,  # 600 steps
+    "trainer.total_epochs": 4,  # 1200 steps
     "optim.lr": 3e-3,
     "optim.betas": "[0.9,0.95]",  # a short memory of the format tokens' early, large gradients
     "optim.lr_warmup_steps_ratio": 0.05,

@@ -130,6 +130,7 @@ def test_store_is_reused_by_a_beta_sweep(drift_run, tmp_path):
 def test_iterative_rounds_use_the_updated_policy_as_reference(tmp_path):
     proc, metrics = run_job(
         [*DRIFT, f"drift.store_dir={tmp_path / 'store'}", "drift.rounds=2", "drift.max_prompts=16",
+         "data.train_max_samples=-1",  # the first 16 rows of the data file: train-0 .. train-15
          "drift.prompts_per_shard=1", "drift.shards_in_flight=3",  # a mini-batch spans 4 shards
          "trainer.val_before_train=false"],
         tmp_path,

@@ -65,6 +65,21 @@ def test_task_settings_win_over_recipe_defaults():
     assert config.actor_rollout_ref.rollout.agent.default_agent_loop == "drift_feedback"
 
 
+def test_a_tasks_recipe_specific_settings_apply_to_that_recipe_only():
+    """task_recipe/tiny_grpo.yaml: GRPO on the tiny task takes 16 prompts per on-policy update (it does not learn
+    with DRIFT's 4); DRIFT keeps the task's own; the command line still wins."""
+    grpo, drift = (_compose("recipes", "drift_main", [f"recipe={r}"]) for r in ("grpo", "drift"))
+    assert (grpo.data.train_batch_size, grpo.actor_rollout_ref.actor.ppo_mini_batch_size) == (16, 16)
+    assert (drift.data.train_batch_size, drift.actor_rollout_ref.actor.ppo_mini_batch_size) == (4, 4)
+    assert grpo.actor_rollout_ref.actor.loss_agg_mode == "seq-mean-token-mean"  # a 5-turn failure counts once
+    assert grpo.algorithm.gamma == grpo.drift.gamma == 0.9  # grpo_turn's discount
+    assert _compose("recipes", "drift_main", ["recipe=grpo", "data.train_batch_size=8"]).data.train_batch_size == 8
+    paper = _compose("recipes", "drift_main", ["recipe=grpo", "task=qwen2.5-3b_metamath"])
+    assert paper.data.train_batch_size == 8  # no task_recipe file for it: the task's own settings
+    verl = _compose("verl.trainer.config", "ppo_trainer", ["+recipe=grpo", "+task=tiny", "+task_recipe=tiny_grpo"])
+    assert verl.data.train_batch_size == 16
+
+
 def test_liger_on_the_cpu_platform_is_refused_at_start_up(monkeypatch):
     from drift_verl.integration.launch import check_platform
 

@@ -64,6 +64,13 @@ def test_wrong_answers_get_feedback_until_the_first_correct_one(tiny_model_path)
     assert tokenizer.decode(response[spans[2][0]:spans[2][1]]).startswith("<answer>7</answer>")
     # each turn's request holds the whole conversation so far: the previous request + answer + feedback
     assert server.requests[1][0][:len(server.requests[0][0])] == server.requests[0][0]
+    # verl's rm_scores: each turn's share of the return at that turn's last token, summing to the return
+    scores = output.as_dict()["rm_scores"]
+    assert scores.nonzero().flatten().tolist() == [end - 1 for _, end in spans[1:]]  # turn 1's share is 0
+    assert scores[spans[1][1] - 1].item() == pytest.approx(FORMAT_PENALTY)  # turn 2: no parseable answer
+    assert scores[spans[2][1] - 1].item() == pytest.approx(0.9**2)  # turn 3: solved, discounted
+    assert scores.sum().item() == pytest.approx(output.reward_score)
+    assert "turn_credit" not in output.as_dict()
 
 
 def test_the_last_turn_ends_the_trajectory_and_the_token_budget_is_shared(tiny_model_path):

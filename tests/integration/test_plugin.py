@@ -13,12 +13,13 @@ def _registrations_in_worker() -> dict:
 
     # registered as verl imports its registries' modules, in whichever process imports them
     from verl.experimental.agent_loop.agent_loop import _agent_loop_registry
-    from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY
+    from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, POLICY_LOSS_REGISTRY
     from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY
 
     return {
         "agent_loop": _agent_loop_registry.get("drift_feedback", {}).get("_target_"),
         "loss": "drift" in POLICY_LOSS_REGISTRY,
+        "estimator": ADV_ESTIMATOR_REGISTRY.get("grpo_turn").__module__,
         "trainer": "drift" in TRAINER_REGISTRY,
         "platforms": PlatformRegistry.registered_names(),
         "resolver": OmegaConf.has_resolver("drift_asset"),
@@ -37,6 +38,7 @@ def test_registrations_happen_in_a_ray_worker():
     assert found["cpu_engine"]
     assert found["agent_loop"] == "drift_verl.integration.feedback_loop.FeedbackAgentLoop"
     assert found["loss"] and found["trainer"]
+    assert found["estimator"] == "drift_verl.core.turn_credit"
 
 
 def test_entry_point_is_installed():

@@ -12,24 +12,36 @@ from drift_verl.core.answers import extract_answer_tag
 from reward_fns.exact import compute_score
 
 
-def test_train_and_validation_pairs_are_disjoint_and_deterministic():
-    train, val = tiny_task.split_pairs(64)
-    assert (train, val) == tiny_task.split_pairs(64)
-    assert len(val) == 64 and not set(train) & set(val)
-    assert len(train) + len(val) == (tiny_task.MAX_OPERAND + 1) ** 2
+def test_a_thousand_distinct_problems_split_into_disjoint_deterministic_sets():
+    train, val = tiny_task.split_problems(128)
+    assert (train, val) == tiny_task.split_problems(128)
+    assert len(set(train)) == len(train) == 872 and len(set(val)) == len(val) == 128 and not set(train) & set(val)
+    questions = {tiny_task.question(p) for p in train + val}
+    assert len(questions) == 1000  # distinct prompts, not rephrasings of the same problem
+    assert all(tiny_task.operands(tiny_task.question(p)) == p for p in val)
+    sums = [sum(p) for p in val]  # the held-out set spans easy and hard sums
+    assert min(sums) <= 5 and max(sums) >= 22
 
 
 def test_parquet_files_are_in_verl_schema_and_verified_by_the_reward_fn():
-    for path, split, size in ((assets.tiny_train(), "train", assets.NUM_TRAIN), (assets.tiny_val(), "val", assets.NUM_VAL)):
+    for path, split, size in ((assets.tiny_train(), "train", 872), (assets.tiny_val(), "val", assets.NUM_VAL)):
         frame = pd.read_parquet(path)
         assert len(frame) == size and frame["extra_info"].map(lambda e: e["split"]).eq(split).all()
         for row in frame.itertuples():
-            a, b = (int(x) for x in row.prompt[-1]["content"].removeprefix("What is ").rstrip("?").split(" + "))
+            answer = sum(tiny_task.operands(row.prompt[-1]["content"]))
             truth = row.reward_model["ground_truth"]
-            assert truth == str(a + b)
-            assert compute_score(row.data_source, f"so <answer>{a + b}</answer>", truth) == 1.0
-            assert compute_score(row.data_source, f"<answer>{a + b + 1}</answer>", truth) == 0.0
-            assert compute_score(row.data_source, str(a + b), truth) == 0.0  # no tags: no parseable answer
+            assert truth == str(answer)
+            assert compute_score(row.data_source, f"so <answer>{answer}</answer>", truth) == 1.0
+            assert compute_score(row.data_source, f"<answer>{answer + 1}</answer>", truth) == 0.0
+            assert compute_score(row.data_source, str(answer), truth) == 0.0  # no tags: no parseable answer
+
+
+def test_every_answer_and_near_miss_is_one_token():
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(assets.tiny_model())
+    for value in range(tiny_task.MAX_SUM + 4):
+        assert len(tokenizer.encode(f"<answer>{value}</answer>", add_special_tokens=False)) == 3
 
 
 def test_demonstrations_are_noisy_multi_turn_and_end_at_the_first_correct_answer():
@@ -38,13 +50,13 @@ def test_demonstrations_are_noisy_multi_turn_and_end_at_the_first_correct_answer
     first_right, repeats, retries = 0, 0, 0
     for row in rows:
         messages = row["messages"]
-        a, b = (int(x) for x in messages[1]["content"].removeprefix("What is ").rstrip("?").split(" + "))
+        answer = str(sum(tiny_task.operands(messages[1]["content"])))
         turns = [m["content"] for m in messages if m["role"] == "assistant"]
         answers = [extract_answer_tag(t) for t in turns]
         assert all(m["content"] == tiny_task.FEEDBACK for m in messages[3::2])  # feedback between answers
         assert messages[-1]["role"] == "assistant"
-        assert all(answer != str(a + b) for answer in answers[:-1])  # stops at the first correct answer
-        first_right += answers[0] == str(a + b)
+        assert all(given != answer for given in answers[:-1])  # stops at the first correct answer
+        first_right += answers[0] == answer
         for t in range(1, len(answers)):
             retries += 1
             repeats += answers[t] is not None and answers[t] in answers[:t]
