@@ -106,6 +106,30 @@ def module_file(path: str) -> str:
     return spec.origin if spec and spec.origin else path
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt", "tokenizer.model")
+
+
+def tokenizer_identity(path: str, chat_template: str | None = None) -> str:
+    """What turns a conversation into token ids: the tokenizer's files in a model folder (or a hub name) and a
+    custom chat template. Stored token ids are only trainable by a policy with the same identity."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return f"name:{path}|{chat_template}"
+    digest = hashlib.sha256()
+    for name in TOKENIZER_FILES:
+        if (folder / name).is_file():
+            digest.update(f"{name}\0{content_identity(str(folder / name))}\0".encode())
+    digest.update(f"template\0{chat_template}".encode())
+    return digest.hexdigest()
+
+
+def policy_tokenizer(config) -> str:
+    """:func:`tokenizer_identity` of the policy a config trains."""
+    model = config.actor_rollout_ref.model
+    return tokenizer_identity(str(model.get("tokenizer_path") or model.path), model.get("custom_chat_template"))
+
+
 def rollout_spec(config, reference, round_index: int) -> dict:
     """Everything that shapes a round's rollouts, for the store's fingerprint: the reference policy (``reference``:
     its content, or the checkpoint that ended the previous round), its tokenizer, the data's content, N, sampling,
@@ -121,8 +145,7 @@ def rollout_spec(config, reference, round_index: int) -> dict:
     env.pop("verifier_workers", None)  # how many processes verify does not change a verdict
     return {
         "reference": reference,
-        "tokenizer": content_identity(model.tokenizer_path) if model.get("tokenizer_path") else "with the model",
-        "chat_template": model.get("custom_chat_template"),
+        "tokenizer": policy_tokenizer(config),
         "data": [content_identity(str(f)) for f in train_files],
         "n": rollout.n,
         "sampling": {k: rollout.get(k) for k in ("temperature", "top_p", "top_k", "dtype")},
@@ -243,6 +266,20 @@ class TrajectoryStore:
                     yield ahead.popleft().result()
             while ahead:
                 yield ahead.popleft().result()
+
+
+def open_for_training(folder: str | Path, config) -> TrajectoryStore:
+    """A store made elsewhere (``drift.store``), refused unless the policy ``config`` trains tokenises as it does:
+    its token ids are trained as they are."""
+    store = TrajectoryStore.open(folder)
+    policy, made_with = policy_tokenizer(config), store.spec.get("tokenizer")
+    if made_with != policy:
+        model = config.actor_rollout_ref.model
+        raise StoreError(f"{store.dir / 'manifest.json'}: the store was tokenised with another tokenizer or chat "
+                         f"template (identity {made_with}) than the policy's, {model.get('tokenizer_path') or model.path}"
+                         f" (identity {policy}); its token ids would be wrong for this policy. Train a policy with "
+                         "the store's tokenizer, or roll out (or import) the store again with this one")
+    return store
 
 
 WEIGHT_COLUMNS = ["prompt_id", "turn_rewards", "answers", "format_penalty", "t_star"]

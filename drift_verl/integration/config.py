@@ -77,6 +77,10 @@ def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+PHASES = ("rollouts", "weights", "update")
+PHASE_CHOICES = (list(PHASES), ["rollouts"], ["weights", "update"])
+
+
 @dataclasses.dataclass
 class DriftConfig:
     """``drift:``. Both recipes read ``env``, ``gamma``, ``repetition_coef`` and ``health``; the rest is DRIFT's."""
@@ -95,6 +99,8 @@ class DriftConfig:
     prompts_per_shard: int = 16
     shards_in_flight: int = 2
     store_dir: str = "drift_store"
+    store: str | None = None
+    phases: list[str] = dataclasses.field(default_factory=lambda: list(PHASES))
     seed: int = 0
     env: EnvConfig = dataclasses.field(default_factory=EnvConfig)
     health: HealthConfig = dataclasses.field(default_factory=HealthConfig)
@@ -116,6 +122,21 @@ class DriftConfig:
             _check(isinstance(value, int) and value >= 1, key, "an integer >= 1", value)
         _check(self.max_prompts is None or (isinstance(self.max_prompts, int) and self.max_prompts >= 1),
                "max_prompts", "null or an integer >= 1", self.max_prompts)
+        self.phases = list(self.phases)
+        _check(self.phases in PHASE_CHOICES, "phases", " or ".join(f"[{','.join(p)}]" for p in PHASE_CHOICES),
+               self.phases)
+        _check(self.store is None or "rollouts" not in self.phases, "store",
+               "null unless drift.phases=[weights,update] (a store to train from is not rolled out)", self.store)
+        _check(self.rounds == 1 or self.phases == list(PHASES), "rounds",
+               "1 with drift.phases other than all three (each round rolls out from the last one's policy)", self.rounds)
+
+    @property
+    def rolls_out(self) -> bool:
+        return "rollouts" in self.phases
+
+    @property
+    def trains(self) -> bool:
+        return "update" in self.phases
 
     def weight_config(self) -> WeightConfig:
         return WeightConfig(gamma=self.gamma, beta=self.beta, repetition_coef=self.repetition_coef,
@@ -154,6 +175,11 @@ def check_job(config, drift: DriftConfig) -> None:
         raise ConfigError(f"drift.env.turn_max_tokens={drift.env.turn_max_tokens}: larger than the whole response "
                           f"budget data.max_response_length={budget} (all turns and feedback messages together)")
     if drift.recipe != "drift":
+        return
+    if drift.store:
+        from drift_verl.core.store import open_for_training
+
+        open_for_training(drift.store, config)  # a foreign or mismatched store ends the job before Ray starts
         return
     prompts = _train_rows(config.data.train_files)
     if drift.max_prompts:

@@ -13,6 +13,7 @@ import os
 from omegaconf import DictConfig, OmegaConf
 
 import verl  # noqa: F401  (loads drift_verl.integration.plugin like every verl process does)
+from drift_verl.core.store import StoreError
 from drift_verl.integration.config import ConfigError, DriftConfig, check_job
 from drift_verl.integration.health import PREFIX, JobMonitor
 from drift_verl.platform import cpu as platform_cpu
@@ -69,7 +70,7 @@ def run(config: DictConfig) -> None:
     try:
         drift = DriftConfig.from_section(config.drift)
         check_job(config, drift)
-    except ConfigError as error:
+    except (ConfigError, StoreError) as error:
         raise StartupError(str(error)) from None
     with JobMonitor(drift.health) as monitor:
         try:

@@ -29,9 +29,10 @@ def rollout_quality(store: TrajectoryStore, max_turns: int) -> tuple[dict, dict]
     return metrics, logged
 
 
-def summary(phase_times: dict[str, float], validation_history: list[tuple[int, dict]], run_dir: Path,
+def summary(phase_times: dict[str, float], validation_history: list[tuple[int, dict]], run_dir: Path | None,
             store: TrajectoryStore | None) -> str:
-    """Time per phase, validation from the first to the last point, and where the outputs are."""
+    """Time per phase, validation from the first to the last point, and where the outputs are (``run_dir``: None
+    when nothing was trained)."""
     lines = ["", "=" * 72, "DRIFT finished"]
     for name, seconds in phase_times.items():
         lines.append(f"  {name:<40s} {seconds:8.1f} s")
@@ -43,9 +44,11 @@ def summary(phase_times: dict[str, float], validation_history: list[tuple[int, d
             shown = [n for n in values if n.startswith("solved_within_")] + ["non_repeat_ratio"]
             for name, value in ((n, values[n]) for n in shown if n in values):
                 lines.append(f"    {name:<24s} {before.get(source, {}).get(name, float('nan')):6.3f} -> {value:6.3f}")
-    lines.append(f"  checkpoints: {run_dir.resolve()}")
+    if run_dir is not None:
+        lines.append(f"  checkpoints: {run_dir.resolve()}")
     if store is not None:
         lines.append(f"  trajectory store: {store.dir.resolve()}")
-    lines.append(f"  plots: {(run_dir / 'plots').resolve()}")
+    if run_dir is not None:
+        lines.append(f"  plots: {(run_dir / 'plots').resolve()}")
     lines.append("=" * 72)
     return "\n".join(lines)

@@ -11,6 +11,8 @@ replaces its loop with DRIFT's three phases per round:
    gives, each mini-batch one ``update_actor`` call with the ``drift`` policy loss (:mod:`drift_verl.core.loss`).
 
 With ``drift.rounds > 1`` the updated policy becomes the next round's reference (iterative DRIFT).
+``drift.phases`` runs phase 1 alone (``[rollouts]``: the store is the product) or phases 2-3 alone
+(``[weights,update]``: from ``drift.store``, made elsewhere, or from this configuration's own finished store).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from drift_verl.core.diagnostics import weigh
 from drift_verl.core.loss import nll_metric
 from drift_verl.core.schedule import Schedule, batch_digest
 from drift_verl.core.shard_window import fill_missing_shards
-from drift_verl.core.store import StoreError, TrajectoryStore, content_identity, returns_and_groups, rollout_spec
+from drift_verl.core.store import (StoreError, TrajectoryStore, content_identity, open_for_training, returns_and_groups,
+                                   rollout_spec)
 from drift_verl.core import plots
 from drift_verl.integration import report
 from drift_verl.integration.config import DriftConfig
@@ -57,18 +60,29 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
     def health(self):
         return self.drift.health
 
+    @functools.cached_property
+    def given_store(self) -> TrajectoryStore | None:
+        """``drift.store``: a store made elsewhere to train from (``drift.phases=[weights,update]``)."""
+        return open_for_training(self.drift.store, self.config) if self.drift.store else None
+
+    @property
+    def samples_per_prompt(self) -> int:
+        return int(self.given_store.spec["n"] if self.given_store else self.config.actor_rollout_ref.rollout.n)
+
     @property
     def mini_batch_size(self) -> int:
-        """Trajectories per optimizer step: verl's ``ppo_mini_batch_size`` (prompts) x ``rollout.n``."""
-        return self.config.actor_rollout_ref.actor.ppo_mini_batch_size * self.config.actor_rollout_ref.rollout.n
+        """Trajectories per optimizer step: verl's ``ppo_mini_batch_size`` (prompts) x samples per prompt."""
+        return self.config.actor_rollout_ref.actor.ppo_mini_batch_size * self.samples_per_prompt
 
     @property
     def num_prompts(self) -> int:
+        if self.given_store:
+            return self.given_store.num_prompts
         return min(len(self.train_dataset), self.drift.max_prompts or len(self.train_dataset))
 
     @functools.cached_property
     def schedule(self) -> Schedule:
-        trajectories = self.num_prompts * self.config.actor_rollout_ref.rollout.n
+        trajectories = self.num_prompts * self.samples_per_prompt
         return Schedule.of(trajectories, self.mini_batch_size, self.drift.epochs, self.drift.rounds, self.drift.seed)
 
     def _init_dataloader(self):
@@ -121,6 +135,19 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
         self.logger.log(data=stats, step=self.global_steps)
         self.phase_times[f"round {round_index} phase 1 (rollouts)"] = wall
         print(f"[drift] trajectory store: {store.dir}")
+        return store
+
+    def _stored(self, round_index: int) -> TrajectoryStore:
+        """Phase 1 skipped (``drift.phases=[weights,update]``): the given store, or this config's own, complete."""
+        store = self.given_store or self._store(round_index)
+        if store.missing_shards() and not self.given_store:
+            raise StoreError(f"{store.dir}: {len(store.missing_shards())} shard(s) missing; drift.phases="
+                             "[weights,update] trains from a finished store: run drift.phases=[rollouts] (or all "
+                             "phases) with this configuration first, or point drift.store at a finished store")
+        store.verify(self.samples_per_prompt)
+        self.reference_metrics, stats = report.rollout_quality(store, self.drift.env.max_turns)
+        self.logger.log(data=stats, step=self.global_steps)
+        print(f"[drift] trajectory store: {store.dir} (phase 1 skipped: drift.phases={self.drift.phases})")
         return store
 
     # ------------------------------------------------------------------ phase 2: weights
@@ -196,12 +223,15 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
         self.validation_generations_logger = ValidationGenerationsLogger(trainer.project_name, trainer.experiment_name)
         self.phase_times, self.validation_history, self.reference_metrics = {}, [], {}
         store = None  # stays None when a resumed run had already finished every round
-        if self.global_steps == 0 and trainer.get("val_before_train", True):
+        if self.global_steps == 0 and self.drift.trains and trainer.get("val_before_train", True):
             self.logger.log(data=self._validate_current(), step=0)
         for round_index in range(self.schedule.position(self.global_steps).round, self.drift.rounds):
-            store = self._phase_rollouts(round_index)
+            store = self._phase_rollouts(round_index) if self.drift.rolls_out else self._stored(round_index)
             self._sleep_replicas()
+            if not self.drift.trains:
+                break  # drift.phases=[rollouts]: the store is the product
             weights = self._phase_weights(store, round_index)
             self._phase_update(store, weights, round_index)
         self._shutdown_dump_executor()
-        print(report.summary(self.phase_times, self.validation_history, self._run_dir(), store))
+        print(report.summary(self.phase_times, self.validation_history, self._run_dir() if self.drift.trains else None,
+                             store))

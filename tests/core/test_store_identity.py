@@ -106,3 +106,26 @@ def test_a_truncated_or_foreign_manifest_is_refused(tmp_path, manifest, message)
     with pytest.raises(StoreError, match=message) as error:
         TrajectoryStore(tmp_path / "s", {"n": 2}, num_prompts=2, prompts_per_shard=1)
     assert str(path) in str(error.value) and "remove the folder" in str(error.value)
+
+
+def test_a_store_is_trained_only_by_a_policy_that_tokenises_as_it_does(tmp_path):
+    from drift_verl.core.store import open_for_training
+
+    data = tmp_path / "train.parquet"
+    data.write_bytes(b"PAR1 some rows PAR1")
+    model = _model(tmp_path / "model", seed=0)
+    config = _config(model, data)
+    store = TrajectoryStore(tmp_path / "stores", rollout_spec(config, "reference", 0), 2, 1)
+    # another policy (other weights, copied elsewhere) with the same tokenizer files trains from it
+    other = _model(tmp_path / "other", seed=3)
+    assert open_for_training(store.dir, _config(other, data)).dir == store.dir
+    (other / "tokenizer_config.json").write_text('{"chat_template": "{{ other }}"}')
+    with pytest.raises(StoreError, match=r"manifest.json: the store was tokenised with another tokenizer or chat "
+                                         r"template .*other"):
+        open_for_training(store.dir, _config(other, data))
+    with pytest.raises(StoreError, match="tokenised with another"):  # a custom chat template counts too
+        with initialize_config_module(config_module="recipes", version_base=None):
+            custom = compose(config_name="drift_main", overrides=[
+                "recipe=drift", f"actor_rollout_ref.model.path={model}", f"data.train_files={data}",
+                "+actor_rollout_ref.model.custom_chat_template='{{ x }}'"])
+        open_for_training(store.dir, custom)

@@ -150,3 +150,65 @@ def test_iterative_rounds_use_the_updated_policy_as_reference(tmp_path):
     assert (checkpoints / f"global_step_{steps_per_round}").is_dir()
     assert (checkpoints / f"global_step_{2 * steps_per_round}").is_dir()
     assert metrics[steps_per_round]["drift/rollout/new_trajectories"] == 16 * N  # round 1 rolled out anew
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_rollout_only_then_train_only_takes_the_full_runs_steps(drift_run, tmp_path):
+    """drift.phases=[rollouts] makes the store and stops; [weights,update] trains from it without rolling out."""
+    workdir, _, full = drift_run
+    full_store, _ = _store_rows(workdir / "store")
+    proc, rolled = run_job([*DRIFT, f"drift.store_dir={tmp_path / 'store'}", "drift.phases=[rollouts]"], tmp_path / "a")
+    assert proc.returncode == 0, tail(proc)
+    store, rows = _store_rows(tmp_path / "store")
+    assert store.name == full_store.name and len(rows) == PROMPTS * N  # the same configuration's store, complete
+    assert rolled[0]["drift/rollout/new_trajectories"] == PROMPTS * N
+    assert not any("training/global_step" in m or any(k.startswith("val-") for k in m) for m in rolled.values())
+    assert not (tmp_path / "a" / "checkpoints").exists()  # no update, no checkpoint
+    assert "trajectory store:" in proc.stdout.split("DRIFT finished")[1]
+    before = _digests(store)
+    proc, trained = run_job([*DRIFT, f"drift.store_dir={tmp_path / 'store'}", "drift.phases=[weights,update]",
+                             "trainer.test_freq=8", *LR_SCHEDULE], tmp_path / "b")
+    assert proc.returncode == 0, tail(proc)
+    assert _digests(store) == before  # trained as it was, nothing rolled out again
+    assert "drift/rollout/new_trajectories" not in trained[0] and trained[0]["drift/reference/solved_within_5"] >= 0
+    steps = sorted(s for s, m in trained.items() if "training/global_step" in m)
+    assert steps == sorted(s for s, m in full.items() if "training/global_step" in m)
+
+
+def test_train_only_from_a_copied_store_equals_the_full_run(drift_run, tmp_path):
+    """A store made elsewhere and copied in (drift.store) trains step for step as the run that made it."""
+    import shutil
+
+    workdir, _, full = drift_run
+    full_store, _ = _store_rows(workdir / "store")
+    copy = shutil.copytree(full_store, tmp_path / "copied" / full_store.name)
+    proc, trained = run_job([*DRIFT, f"drift.store={copy}", "drift.phases=[weights,update]", "trainer.test_freq=8",
+                             "trainer.log_val_generations=2", *LR_SCHEDULE], tmp_path)
+    assert proc.returncode == 0, tail(proc)
+    steps = [s for s, m in full.items() if "training/global_step" in m]
+    for step in steps:
+        assert trained[step]["actor/pg_loss"] == pytest.approx(full[step]["actor/pg_loss"], rel=1e-5), step
+    assert trained[0]["drift/weights/max"] == pytest.approx(full[0]["drift/weights/max"])
+
+
+def test_a_store_from_another_tokenizer_is_refused_before_ray_starts(drift_run, tmp_path, tiny_model_path):
+    import shutil
+
+    workdir, _, _ = drift_run
+    store, _ = _store_rows(workdir / "store")
+    model = shutil.copytree(tiny_model_path, tmp_path / "model")
+    config = json.loads((model / "tokenizer_config.json").read_text())
+    config["chat_template"] = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    (model / "tokenizer_config.json").write_text(json.dumps(config))
+    (model / "chat_template.jinja").unlink(missing_ok=True)
+    argv = [arg for arg in DRIFT if not arg.startswith("actor_rollout_ref.model.path=")]
+    proc, _ = run_job([*argv, f"actor_rollout_ref.model.path={model}", f"drift.store={store}",
+                       "drift.phases=[weights,update]"], tmp_path, timeout=300)
+    assert proc.returncode != 0
+    assert "tokenised with another tokenizer or chat template" in proc.stderr, tail(proc)
+    assert "Started a local Ray instance" not in proc.stdout + proc.stderr

@@ -44,10 +44,14 @@ def test_the_tiny_task_passes_the_job_checks():
     ("drift.weighting=best", r"drift.weighting='best'"),
     ("drift.health.weight_sync_timeout_s=0", r"drift.health.weight_sync_timeout_s must be"),
     ("drift.env.verifier_timeout_s=0", r"drift.env.verifier_timeout_s=0"),
+    ("drift.phases=[update]", r"drift.phases=\['update'\]: expected \[rollouts,weights,update\] or \[rollouts\] or "
+                              r"\[weights,update\]"),
+    ("drift.store=/somewhere", r"drift.store='/somewhere': expected null unless drift.phases=\[weights,update\]"),
+    ("drift.rounds=2 drift.phases=[rollouts]", r"drift.rounds=2: expected 1 with drift.phases other than all three"),
 ])
 def test_bad_values_and_unknown_keys_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
-        DriftConfig.from_section(_compose(["recipe=drift", override]).drift)
+        DriftConfig.from_section(_compose(["recipe=drift", *override.split()]).drift)
 
 
 @pytest.mark.parametrize("overrides, message", [
