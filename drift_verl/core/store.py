@@ -147,6 +147,8 @@ def rollout_spec(config, reference, round_index: int) -> dict:
         "reference": reference,
         "tokenizer": policy_tokenizer(config),
         "data": [content_identity(str(f)) for f in train_files],
+        # which of the files' prompts verl picks (data.train_max_samples draws a subset with data.seed when shuffling)
+        "prompts": {key: config.data.get(key) for key in ("train_max_samples", "shuffle", "seed")},
         "n": rollout.n,
         "sampling": {k: rollout.get(k) for k in ("temperature", "top_p", "top_k", "dtype")},
         "lengths": [config.data.max_prompt_length, config.data.max_response_length],
@@ -279,6 +281,12 @@ def open_for_training(folder: str | Path, config) -> TrajectoryStore:
                          f"template (identity {made_with}) than the policy's, {model.get('tokenizer_path') or model.path}"
                          f" (identity {policy}); its token ids would be wrong for this policy. Train a policy with "
                          "the store's tokenizer, or roll out (or import) the store again with this one")
+    lengths = [int(config.data.max_prompt_length), int(config.data.max_response_length)]
+    made = store.spec.get("lengths") or lengths
+    if any(int(m) > n for m, n in zip(made, lengths)):
+        raise StoreError(f"{store.dir / 'manifest.json'}: made with data.max_prompt_length/max_response_length "
+                         f"{made}, longer than this configuration's {lengths}: its trajectories would be cut. Set "
+                         "them at least as long as the store's")
     return store
 
 

@@ -174,6 +174,9 @@ def check_job(config, drift: DriftConfig) -> None:
     if drift.env.turn_max_tokens is not None and drift.env.turn_max_tokens > budget:
         raise ConfigError(f"drift.env.turn_max_tokens={drift.env.turn_max_tokens}: larger than the whole response "
                           f"budget data.max_response_length={budget} (all turns and feedback messages together)")
+    if config.algorithm.adv_estimator == "grpo_turn" and not config.trainer.get("use_v1", False):
+        raise ConfigError("algorithm.adv_estimator=grpo_turn needs trainer.use_v1=true (verl's legacy trainer puts "
+                          "the whole return at the last token, so every turn would get the same credit)")
     if drift.recipe != "drift":
         return
     if drift.store:

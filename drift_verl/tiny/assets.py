@@ -107,7 +107,7 @@ def _task_file(split: str, rows) -> str:
     return str(final)
 
 
-NUM_VAL = 128  # held-out problems; the other 872 train (task=tiny uses the first of each: data.*_max_samples)
+NUM_VAL = 128  # held-out problems; the other 872 train (task=tiny uses a seeded subset of each: data.*_max_samples)
 
 
 def tiny_train() -> str:

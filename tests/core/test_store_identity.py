@@ -129,3 +129,33 @@ def test_a_store_is_trained_only_by_a_policy_that_tokenises_as_it_does(tmp_path)
                 "recipe=drift", f"actor_rollout_ref.model.path={model}", f"data.train_files={data}",
                 "+actor_rollout_ref.model.custom_chat_template='{{ x }}'"])
         open_for_training(store.dir, custom)
+
+
+def test_which_prompts_verl_picks_is_part_of_the_store(tmp_path):
+    data = tmp_path / "train.parquet"
+    data.write_bytes(b"PAR1 some rows PAR1")
+    model = _model(tmp_path / "model", seed=0)
+    names = set()
+    for overrides in ([], ["data.seed=1"], ["data.train_max_samples=8"]):
+        with initialize_config_module(config_module="recipes", version_base=None):
+            config = compose(config_name="drift_main", overrides=[
+                "recipe=drift", f"actor_rollout_ref.model.path={model}", f"data.train_files={data}", *overrides])
+        names.add(TrajectoryStore(tmp_path / "stores", rollout_spec(config, "reference", 0), 2, 1).dir.name)
+    assert len(names) == 3  # another subset of the data file is another store
+
+
+def test_a_store_longer_than_the_configured_lengths_is_refused(tmp_path):
+    from drift_verl.core.store import open_for_training
+
+    data = tmp_path / "train.parquet"
+    data.write_bytes(b"PAR1 some rows PAR1")
+    model = _model(tmp_path / "model", seed=0)
+    config = _config(model, data)
+    store = TrajectoryStore(tmp_path / "stores", rollout_spec(config, "reference", 0), 2, 1)
+    with initialize_config_module(config_module="recipes", version_base=None):
+        shorter = compose(config_name="drift_main", overrides=[
+            "recipe=drift", f"actor_rollout_ref.model.path={model}", f"data.train_files={data}",
+            "data.max_response_length=64"])
+    with pytest.raises(StoreError, match=r"manifest.json: made with data.max_prompt_length/max_response_length "
+                                         r"\[96, 192\], longer than this configuration's \[96, 64\]"):
+        open_for_training(store.dir, shorter)

@@ -59,6 +59,7 @@ def test_bad_values_and_unknown_keys_name_the_key(override, message):
     (["drift.env.turn_max_tokens=500"], r"turn_max_tokens=500: larger than .* data.max_response_length=192"),
     (["reward.custom_reward_function.path=/nowhere/verify.py"], r"/nowhere/verify.py .* does not load"),
     (["reward.custom_reward_function.name=score"], r"pkg://reward_fns.exact \(function 'score'\) does not load"),
+    (["algorithm.adv_estimator=grpo_turn", "trainer.use_v1=false"], r"grpo_turn needs trainer.use_v1=true"),
 ])
 def test_job_checks_name_the_keys(overrides, message):
     config = _compose(["recipe=drift", "platform=cpu", *overrides])
