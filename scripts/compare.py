@@ -29,9 +29,6 @@ MAX_TURNS = 5
 SUMMARY_METRICS = ("solved_within_1", "solved_within_5", "non_repeat", "step0_solved_within_5", "wall_s",
                    "rollout_tokens")
 VALIDATION = ["data.val_max_samples=-1", "actor_rollout_ref.rollout.val_kwargs.n=16"]
-# the GRPO configuration that learns on the tiny task (docs/comparison/README.md: how it was found)
-GRPO = ["data.train_batch_size=16", "actor_rollout_ref.actor.ppo_mini_batch_size=16",
-        "actor_rollout_ref.actor.optim.lr=1e-3"]
 DRIFT_FAMILY = {  # summary name -> drift.* options
     "drift": {},
     "sft_uniform": {"weighting": "uniform"},
@@ -51,7 +48,8 @@ def drift_args(run_dir: Path, store: Path, seed: int, validate_reference: bool, 
 
 
 def grpo_args(run_dir: Path, seed: int, steps: int, test_freq: int, estimator: str) -> list[str]:
-    return ["-m", "drift_verl.main", "recipe=grpo", *common(run_dir), *GRPO,
+    # recipe=grpo as it ships: task_recipe/tiny_grpo.yaml's 16 prompts x 8 per update (docs/comparison/README.md)
+    return ["-m", "drift_verl.main", "recipe=grpo", *common(run_dir),
             f"algorithm.adv_estimator={estimator}", f"trainer.total_training_steps={steps}",
             f"trainer.test_freq={test_freq}", "trainer.total_epochs=100",
             f"actor_rollout_ref.actor.data_loader_seed={seed}"]  # data.seed stays the task's: the same 64 problems
@@ -219,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python scripts/compare.py " + " ".join(argv if argv is not None else sys.argv[1:])
     workdir = args.workdir.resolve()
     store = workdir / "store"
-    trajectories_per_step = 16 * 8  # GRPO's data.train_batch_size x the task's rollout.n
+    trajectories_per_step = 16 * 8  # task_recipe/tiny_grpo.yaml's data.train_batch_size x the task's rollout.n
 
     rows: dict[str, list[dict]] = {}
     seed_curves: dict[str, list[list[dict]]] = {}
