@@ -24,12 +24,18 @@ def _model(folder, seed: int):
     return folder
 
 
-def _config(model, data, **env):
+def _config(model, data, *overrides, **env):
     with initialize_config_module(config_module="recipes", version_base=None):
         config = compose(config_name="drift_main", overrides=[
             "recipe=drift", f"actor_rollout_ref.model.path={model}", f"data.train_files={data}",
-            *(f"drift.env.{key}={value}" for key, value in env.items())])
+            *(f"drift.env.{key}={value}" for key, value in env.items()), *overrides])
     return config
+
+
+def _data_and_model(tmp_path):
+    data = tmp_path / "train.parquet"
+    data.write_bytes(b"PAR1 some rows PAR1")
+    return data, _model(tmp_path / "model", seed=0)
 
 
 def _store_dir(tmp_path, model, data, **env) -> str:
@@ -111,11 +117,8 @@ def test_a_truncated_or_foreign_manifest_is_refused(tmp_path, manifest, message)
 def test_a_store_is_trained_only_by_a_policy_that_tokenises_as_it_does(tmp_path):
     from drift_verl.core.store import open_for_training
 
-    data = tmp_path / "train.parquet"
-    data.write_bytes(b"PAR1 some rows PAR1")
-    model = _model(tmp_path / "model", seed=0)
-    config = _config(model, data)
-    store = TrajectoryStore(tmp_path / "stores", rollout_spec(config, "reference", 0), 2, 1)
+    data, model = _data_and_model(tmp_path)
+    store = TrajectoryStore(tmp_path / "stores", rollout_spec(_config(model, data), "reference", 0), 2, 1)
     # another policy (other weights, copied elsewhere) with the same tokenizer files trains from it
     other = _model(tmp_path / "other", seed=3)
     assert open_for_training(store.dir, _config(other, data)).dir == store.dir
@@ -123,23 +126,16 @@ def test_a_store_is_trained_only_by_a_policy_that_tokenises_as_it_does(tmp_path)
     with pytest.raises(StoreError, match=r"manifest.json: the store was tokenised with another tokenizer or chat "
                                          r"template .*other"):
         open_for_training(store.dir, _config(other, data))
+    custom = _config(model, data, "+actor_rollout_ref.model.custom_chat_template='{{ x }}'")
     with pytest.raises(StoreError, match="tokenised with another"):  # a custom chat template counts too
-        with initialize_config_module(config_module="recipes", version_base=None):
-            custom = compose(config_name="drift_main", overrides=[
-                "recipe=drift", f"actor_rollout_ref.model.path={model}", f"data.train_files={data}",
-                "+actor_rollout_ref.model.custom_chat_template='{{ x }}'"])
         open_for_training(store.dir, custom)
 
 
 def test_which_prompts_verl_picks_is_part_of_the_store(tmp_path):
-    data = tmp_path / "train.parquet"
-    data.write_bytes(b"PAR1 some rows PAR1")
-    model = _model(tmp_path / "model", seed=0)
+    data, model = _data_and_model(tmp_path)
     names = set()
     for overrides in ([], ["data.seed=1"], ["data.train_max_samples=8"]):
-        with initialize_config_module(config_module="recipes", version_base=None):
-            config = compose(config_name="drift_main", overrides=[
-                "recipe=drift", f"actor_rollout_ref.model.path={model}", f"data.train_files={data}", *overrides])
+        config = _config(model, data, *overrides)
         names.add(TrajectoryStore(tmp_path / "stores", rollout_spec(config, "reference", 0), 2, 1).dir.name)
     assert len(names) == 3  # another subset of the data file is another store
 
@@ -147,15 +143,9 @@ def test_which_prompts_verl_picks_is_part_of_the_store(tmp_path):
 def test_a_store_longer_than_the_configured_lengths_is_refused(tmp_path):
     from drift_verl.core.store import open_for_training
 
-    data = tmp_path / "train.parquet"
-    data.write_bytes(b"PAR1 some rows PAR1")
-    model = _model(tmp_path / "model", seed=0)
-    config = _config(model, data)
-    store = TrajectoryStore(tmp_path / "stores", rollout_spec(config, "reference", 0), 2, 1)
-    with initialize_config_module(config_module="recipes", version_base=None):
-        shorter = compose(config_name="drift_main", overrides=[
-            "recipe=drift", f"actor_rollout_ref.model.path={model}", f"data.train_files={data}",
-            "data.max_response_length=64"])
+    data, model = _data_and_model(tmp_path)
+    store = TrajectoryStore(tmp_path / "stores", rollout_spec(_config(model, data), "reference", 0), 2, 1)
+    shorter = _config(model, data, "data.max_response_length=64")
     with pytest.raises(StoreError, match=r"manifest.json: made with data.max_prompt_length/max_response_length "
                                          r"\[96, 192\], longer than this configuration's \[96, 64\]"):
         open_for_training(store.dir, shorter)
