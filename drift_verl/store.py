@@ -1,12 +1,18 @@
-"""Look at a trajectory store before paying for training::
+"""Look at a trajectory store before paying for training, or make one from trajectories made elsewhere::
 
     python -m drift_verl.store inspect DIR [--gamma G] [--beta B [B ...]] [--weights OUT.jsonl] [--plot PNG] [--json]
+    python -m drift_verl.store import IN.jsonl|IN.parquet|DATASET_DIR --model PATH --out DIR
 
 ``DIR`` is a store's folder (``<drift.store_dir>/<fingerprint>``, printed by a DRIFT run). Prints the store's
 size, the reference policy's multi-turn metrics and, for each beta, the weight diagnostics a run with those
 settings would log in phase 2 (ESS, degenerate and all-fail groups, max weight): a beta sweep over a store takes
 seconds, which is how to pick beta. With one beta it also writes the weight/ESS plot and, with ``--weights``, one
 JSON line per trajectory (``prompt_id``, ``sample``, ``return``, ``weight``), in store order.
+
+``import`` reads rows in the paper reference implementation's format (``prompt_id``, ``turn_rewards``,
+``answer_norms``, ``format_penalty``, ``messages``) and tokenises them with the policy's tokenizer as the feedback
+agent loop would (:mod:`drift_verl.integration.store_import`); it prints the store's folder, to train from with
+``drift.phases=[weights,update] drift.store=<folder>``.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from drift_verl.core.safe_io import OutputOverInput, atomic_path, refuse_overwri
 from drift_verl.core.store import StoreError, TrajectoryStore, returns_and_groups
 from drift_verl.core.weights import REPETITION_COEF, WeightConfig, WeightInputError
 from drift_verl.integration.report import rollout_quality
+
+MAX_LISTED = 20  # skipped rows printed one by one; the rest are counted
 
 
 def inspect(store: TrajectoryStore, configs: list[WeightConfig]) -> tuple[dict, np.ndarray, np.ndarray, list]:
@@ -71,6 +79,32 @@ def _print(report: dict) -> None:
               f"{row['degenerate_group_share']:>11.2%} {row['all_fail_group_share']:>9.2%} {row['max']:>8.2f}")
 
 
+def _import(args) -> int:
+    from drift_verl.integration.store_import import import_store
+
+    kwargs = json.loads(args.chat_template_kwargs) if args.chat_template_kwargs else None
+    template = args.chat_template.read_text() if args.chat_template else None
+    report = import_store(args.input, args.model, args.out, chat_template=template, chat_template_kwargs=kwargs,
+                          samples_per_prompt=args.samples_per_prompt, prompts_per_shard=args.prompts_per_shard,
+                          data_source=args.data_source, reference=args.reference)
+    for skipped in (report.bad_rows, report.incomplete_groups):
+        for line in skipped[:MAX_LISTED]:
+            print(f"skipped: {line}", file=sys.stderr)
+        if len(skipped) > MAX_LISTED:
+            print(f"skipped: ... and {len(skipped) - MAX_LISTED} more", file=sys.stderr)
+    skips = f"skipped {len(report.bad_rows)} bad row(s) and {len(report.incomplete_groups)} incomplete group(s)"
+    if report.store is None:
+        print(f"error: {args.input}: nothing to import ({skips})", file=sys.stderr)
+        return 2
+    store = report.store
+    print(f"imported {report.trajectories} trajectories ({store.num_prompts} prompts x {store.spec['n']}) into "
+          f"{store.dir}; {skips}")
+    print(f"train on it: python -m drift_verl.main recipe=drift drift.phases=[weights,update] drift.store={store.dir} "
+          f"actor_rollout_ref.model.path={args.model}  (with data.max_prompt_length and data.max_response_length at "
+          f"least the store's longest, {store.spec['lengths'][0]} and {store.spec['lengths'][1]} tokens)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m drift_verl.store", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -84,7 +118,23 @@ def main(argv: list[str] | None = None) -> int:
     inspect_cmd.add_argument("--weights", type=Path, help="JSON lines: prompt_id, sample, return, weight (one beta)")
     inspect_cmd.add_argument("--plot", type=Path, help="weight/ESS plot (one beta; default: ./weights_<fingerprint>.png)")
     inspect_cmd.add_argument("--json", action="store_true", help="print the report as JSON")
+    import_cmd = commands.add_parser("import", help="make a store from reference-format trajectories")
+    import_cmd.add_argument("input", type=Path, help="JSONL, parquet, or a datasets folder (save_to_disk)")
+    import_cmd.add_argument("--model", required=True, help="the policy to train (its tokenizer and chat template)")
+    import_cmd.add_argument("--out", type=Path, required=True, help="stores folder (as drift.store_dir)")
+    import_cmd.add_argument("--chat-template", type=Path, help="a custom chat template file (model.custom_chat_template)")
+    import_cmd.add_argument("--chat-template-kwargs", help="JSON, as data.apply_chat_template_kwargs")
+    import_cmd.add_argument("--samples-per-prompt", type=int, help="N (default: the most common group size)")
+    import_cmd.add_argument("--prompts-per-shard", type=int, default=16)
+    import_cmd.add_argument("--data-source", default="imported", help="for rows without a data_source field")
+    import_cmd.add_argument("--reference", help="the reference policy that made them, recorded in the manifest")
     args = parser.parse_args(argv)
+    if args.command == "import":
+        try:
+            return _import(args)
+        except (StoreError, WeightInputError, ValueError, OSError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     try:
         configs = [WeightConfig(args.gamma, beta, args.repetition_coef, args.normalization, args.cap)
                    for beta in args.beta]

@@ -36,9 +36,11 @@ DRIFT_FAMILY = {  # summary name -> drift.* options
 }
 
 
-def common(run_dir: Path) -> list[str]:
+def common(run_dir: Path, save_freq: int = -1) -> list[str]:
+    # DRIFT saves at the end of its round; the Hugging Face weights are for scripts/non_repeat.py
     return ["platform=cpu", "trainer.logger=[console,file]", f"trainer.default_local_dir={run_dir / 'checkpoints'}",
-            "trainer.save_freq=-1", *VALIDATION]
+            f"trainer.save_freq={save_freq}", "actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra,hf_model]",
+            *VALIDATION]
 
 
 def drift_args(run_dir: Path, store: Path, seed: int, validate_reference: bool, **drift) -> list[str]:
@@ -49,7 +51,7 @@ def drift_args(run_dir: Path, store: Path, seed: int, validate_reference: bool, 
 
 def grpo_args(run_dir: Path, seed: int, steps: int, test_freq: int, estimator: str) -> list[str]:
     # recipe=grpo as it ships: task_recipe/tiny_grpo.yaml's 16 prompts x 8 per update (docs/comparison/README.md)
-    return ["-m", "drift_verl.main", "recipe=grpo", *common(run_dir),
+    return ["-m", "drift_verl.main", "recipe=grpo", *common(run_dir, save_freq=steps),
             f"algorithm.adv_estimator={estimator}", f"trainer.total_training_steps={steps}",
             f"trainer.test_freq={test_freq}", "trainer.total_epochs=100",
             f"actor_rollout_ref.actor.data_loader_seed={seed}"]  # data.seed stays the task's: the same 64 problems
@@ -151,7 +153,7 @@ def summary(rows: dict[str, list[dict]], seeds: list[int], curves: dict[str, lis
             "drift_vs_grpo": {key: comparison[key] for key in ("target_solved_within_5", "wall_ratio", "token_ratio")}}
 
 
-def markdown(rows: dict[str, list[dict]], seeds: list[int], command: str, comparison: dict) -> str:
+def markdown(rows: dict[str, list[dict]], seeds: list[int], command: str, comparison: dict, study: dict) -> str:
     header = ["method", *[f"solved≤{k}" for k in range(1, MAX_TURNS + 1)], "non-repeat", "step 0 solved≤5",
               "wall-clock (s)", "rollout tokens"]
     columns = [f"solved_within_{k}" for k in range(1, MAX_TURNS + 1)] + ["non_repeat", "step0_solved_within_5"]
@@ -167,7 +169,14 @@ def markdown(rows: dict[str, list[dict]], seeds: list[int], command: str, compar
              f"{comparison['token_ratio']:.2f}" if comparison["wall_ratio"] is not None else
              f"DRIFT's mean solved≤5 does not reach {comparison['grpo_variant']}'s")
     lines += ["", f"Target (best GRPO variant's mean final solved≤5): {comparison['target_solved_within_5']:.3f}. "
-              f"{ratio}."]
+              f"{ratio}.", "",
+              f"Non-repeat on fixed contexts (scripts/non_repeat.py, seed {seeds[0]}'s policies): {study['contexts']} "
+              f"reference trajectories whose parseable first answer was wrong, cut before turn 2; "
+              f"{study['samples_per_context']} sampled second answers each.", "",
+              "| policy | repeats the rejected answer | non-repeat | second answer right | parseable |", "|---|---|---|---|---|"]
+    for name, m in study["models"].items():
+        lines.append(f"| {name} | {1 - m['non_repeat']:.3f} | {m['non_repeat']:.3f} | {m['correct']:.3f} | "
+                     f"{m['parseable']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -202,6 +211,29 @@ def plot(rows: dict[str, list[dict]], curves: dict[str, list[dict]], out: Path) 
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     plt.close(fig)
+
+
+def hf_weights(run_dir: Path) -> str:
+    """The Hugging Face folder of a run's last checkpoint."""
+    steps = sorted((run_dir / "checkpoints").glob("global_step_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))
+    return str(steps[-1] / "actor" / "huggingface")
+
+
+def non_repeat_study(workdir: Path, seed: int, out: Path) -> dict:
+    """scripts/non_repeat.py on the store's fixed turn-2 contexts: the reference and each method's seed-``seed`` policy."""
+    from drift_verl.tiny.assets import tiny_reference
+
+    out_file = out / "non_repeat.json"
+    (store,) = [p for p in (workdir / "store").iterdir() if p.is_dir()]
+    models = {"reference": tiny_reference(), **{name: hf_weights(workdir / f"{name}-seed{seed}")
+                                                for name in ("sft_uniform", "sft_rejection", "grpo", "grpo_turn", "drift")}}
+    argv = ["--store", str(store), "--out", str(out_file), *(f"--model={n}={path}" for n, path in models.items())]
+    sys.path.insert(0, str(Path(__file__).parent))
+    import non_repeat
+
+    if non_repeat.main(argv) != 0:
+        sys.exit("[compare] the non-repeat study failed")
+    return json.loads(out_file.read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,9 +283,10 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "summary.json").write_text(json.dumps(summary(rows, args.seeds, curves), indent=1))
     (args.out / "comparison.json").write_text(json.dumps(
         {"command": command, "rows": rows, "grpo_curves": curves, "drift_vs_grpo": comparison}, indent=1))
-    (args.out / "comparison.md").write_text(markdown(rows, args.seeds, command, comparison))
+    study = non_repeat_study(workdir, args.seeds[0], args.out)
+    (args.out / "comparison.md").write_text(markdown(rows, args.seeds, command, comparison, study))
     plot(rows, curves, args.out / "comparison.png")
-    print(markdown(rows, args.seeds, command, comparison))
+    print(markdown(rows, args.seeds, command, comparison, study))
     return 0
 
 

@@ -1,5 +1,7 @@
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,21 @@ def run_job(argv: list[str], workdir: Path, timeout: int = 900, env: dict | None
     """Run a training command as a user would, with verl's file logger on; returns (process, metrics)."""
     proc, metrics, _ = runs.run_job(argv, workdir, timeout, env)
     return proc, metrics
+
+
+def import_rows(rows: list[dict], workdir: Path, model: str) -> Path:
+    """Store rows exported in the paper reference implementation's format (rewards, answers, messages: what
+    another engine would write) and imported with ``python -m drift_verl.store import``: the new store's folder."""
+    source = workdir / "made_elsewhere.jsonl"
+    source.write_text("".join(json.dumps({
+        "prompt_id": r["prompt_id"], "turn_rewards": {f"t{i + 1}": x for i, x in enumerate(r["turn_rewards"])},
+        "answer_norms": r["answers"], "format_penalty": r["format_penalty"], "messages": json.loads(r["messages"]),
+        "data_source": r["data_source"], "ground_truth": r["ground_truth"]}) + "\n" for r in rows))
+    done = subprocess.run([sys.executable, "-m", "drift_verl.store", "import", str(source), "--model", model,
+                           "--out", str(workdir / "imported")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    (store,) = [p for p in (workdir / "imported").iterdir() if p.is_dir()]
+    return store
 
 
 def with_fixture_hooks(**variables: str) -> dict:

@@ -145,7 +145,8 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
                              "[weights,update] trains from a finished store: run drift.phases=[rollouts] (or all "
                              "phases) with this configuration first, or point drift.store at a finished store")
         store.verify(self.samples_per_prompt)
-        self.reference_metrics, stats = report.rollout_quality(store, self.drift.env.max_turns)
+        # the environment that made the store (an imported one records its longest conversation)
+        self.reference_metrics, stats = report.rollout_quality(store, int(store.spec["env"]["max_turns"]))
         self.logger.log(data=stats, step=self.global_steps)
         print(f"[drift] trajectory store: {store.dir} (phase 1 skipped: drift.phases={self.drift.phases})")
         return store

@@ -7,7 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 from transformers import AutoTokenizer
 
-from tests.conftest import FIXTURES, SMALL_TASK, run_job, tail, with_fixture_hooks
+from drift_verl.tiny.assets import tiny_model
+from tests.conftest import FIXTURES, SMALL_TASK, import_rows, run_job, tail, with_fixture_hooks
 from tests.fixtures.chaos_verifier import expected_reward
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -212,3 +213,27 @@ def test_a_store_from_another_tokenizer_is_refused_before_ray_starts(drift_run, 
     assert proc.returncode != 0
     assert "tokenised with another tokenizer or chat template" in proc.stderr, tail(proc)
     assert "Started a local Ray instance" not in proc.stdout + proc.stderr
+
+
+def test_an_imported_store_trains_with_the_runs_weights(drift_run, tmp_path):
+    """The run's trajectories exported in the reference implementation's format (messages and rewards only),
+    imported (``python -m drift_verl.store import``) and trained with drift.phases=[weights,update]: the run's
+    steps and weights. (This run's untrained model writes text that does not survive decoding, so its tokens are
+    not compared here: tests/e2e/test_main_job_e2e.py does that on the reference policy's conversations.)"""
+    workdir, _, full = drift_run
+    _, rows = _store_rows(workdir / "store")
+    imported = import_rows(rows, tmp_path, tiny_model())
+    imported_rows = _store_rows(imported.parent)[1]
+    fields = ["prompt_id", "sample", "prompt_ids", "turn_rewards", "answers", "t_star"]
+    assert [[r[k] for k in fields] for r in imported_rows] == [[r[k] for k in fields] for r in rows]
+    # re-encoding the untrained model's decoded bytes takes more tokens than it sampled: room for the longest
+    longest = max(json.loads((imported / "manifest.json").read_text())["spec"]["lengths"][1], 192)
+    proc, trained = run_job([*DRIFT, f"drift.store={imported}", "drift.phases=[weights,update]", *LR_SCHEDULE,
+                             f"data.max_response_length={longest}", f"actor_rollout_ref.rollout.max_model_len={longest + 96}"],
+                            tmp_path)
+    assert proc.returncode == 0, tail(proc)
+    steps = sorted(s for s, m in full.items() if "training/global_step" in m)
+    assert sorted(s for s, m in trained.items() if "training/global_step" in m) == steps
+    assert all(trained[s]["actor/grad_norm"] > 0 for s in steps)
+    for key in ("drift/weights/max", "drift/weights/ess_fraction_mean", "drift/reference/solved_within_5"):
+        assert trained[0][key] == pytest.approx(full[0][key]), key

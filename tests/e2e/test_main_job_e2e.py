@@ -2,11 +2,13 @@
 samples). The embedded reference policy is the real one: built by verl's SFT trainer on first use (about 6
 minutes on 2 cores) and cached."""
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_job, tail
+from tests.conftest import REPO, import_rows, run_job, tail
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -34,3 +36,23 @@ def test_readme_main_job_runs_and_prints_the_summary(tmp_path):
     # the embedded reference policy answers: 16 prompts x 8 samples, about 60% solved within 5 turns
     assert metrics[0]["drift/reference/solved_within_5"] > 0.2
     assert metrics[8]["training/global_step"] == 8
+    _imports_as_the_agent_loop_made_it(tmp_path)
+
+
+def _imports_as_the_agent_loop_made_it(workdir):
+    """The reference policy's conversations (vLLM, the feedback agent loop), exported with only their messages and
+    rewards and imported: the same token ids, masks and assistant-turn spans, row for row, for every trajectory
+    whose answers all ended with EOS (an answer cut off by the token limit is imported with an EOS)."""
+    import pyarrow.parquet as pq
+
+    from drift_verl.tiny.assets import tiny_reference
+
+    (store,) = [p for p in (workdir / "drift_store").iterdir() if p.is_dir()]
+    rows = [r for shard in sorted(store.glob("shard-*.parquet")) for r in pq.read_table(shard).to_pylist()]
+    imported = import_rows(rows, workdir, tiny_reference())
+    again = [r for shard in sorted(imported.glob("shard-*.parquet")) for r in pq.read_table(shard).to_pylist()]
+    eos = json.loads((Path(tiny_reference()) / "config.json").read_text())["eos_token_id"]
+    ended = [i for i, r in enumerate(rows) if all(r["response_ids"][end - 1] == eos for _, end in r["turn_spans"])]
+    assert len(ended) >= 0.8 * len(rows), (len(ended), len(rows))
+    fields = ["prompt_id", "sample", "prompt_ids", "response_ids", "response_mask", "turn_spans", "turn_rewards"]
+    assert [[again[i][k] for k in fields] for i in ended] == [[rows[i][k] for k in fields] for i in ended]

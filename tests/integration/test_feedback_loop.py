@@ -1,49 +1,12 @@
 """The feedback agent loop's turn logic, in process: verl's real AgentLoopBase and token merging with the tiny
 tokenizer, a scripted rollout server instead of vLLM, the real verifier workers."""
 
-import asyncio
-
 import pytest
-from hydra import compose, initialize_config_module
-from transformers import AutoTokenizer
-from verl.experimental.agent_loop.agent_loop import DictConfigWrap
-from verl.workers.rollout.replica import TokenOutput
 
 from drift_verl.core.weights import FORMAT_PENALTY, trajectory_return
-from drift_verl.integration.feedback_loop import FeedbackAgentLoop
-from tests.conftest import REPO
+from tests.integration.loop_harness import run_loop as _run
 
 pytestmark = pytest.mark.timeout(120)
-
-
-class ScriptedServer:
-    """Answers each turn with the next scripted text; records what it was asked."""
-
-    def __init__(self, tokenizer, answers: list[str]):
-        self.tokenizer, self.answers, self.requests = tokenizer, list(answers), []
-
-    async def generate(self, request_id, prompt_ids, sampling_params, **kwargs):
-        self.requests.append((list(prompt_ids), dict(sampling_params)))
-        text = self.answers.pop(0)
-        ids = self.tokenizer.encode(text, add_special_tokens=False) + [self.tokenizer.eos_token_id]
-        return TokenOutput(token_ids=ids, stop_reason="completed")
-
-
-def _run(tiny_model_path, answers: list[str], *overrides: str):
-    with initialize_config_module(config_module="recipes", version_base=None):
-        config = compose(config_name="drift_main", overrides=[
-            "recipe=drift", f"reward.custom_reward_function.path={REPO / 'reward_fns' / 'exact.py'}", *overrides])
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
-    server = ScriptedServer(tokenizer, answers)
-    prompt = [{"role": "user", "content": "What is 3 + 4? Answer in <answer></answer>."}]
-
-    async def trajectory():  # built inside the running event loop, as verl's agent-loop worker does
-        loop = FeedbackAgentLoop(DictConfigWrap(config), server, tokenizer, None, None, DictConfigWrap(config.data),
-                                 hf_model_type="qwen2")
-        return await loop.run({"temperature": 1.0}, raw_prompt=prompt, reward_model={"ground_truth": "7"},
-                              data_source="tiny", extra_info={})
-
-    return asyncio.run(trajectory()), server, tokenizer
 
 
 def test_wrong_answers_get_feedback_until_the_first_correct_one(tiny_model_path):
