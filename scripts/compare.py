@@ -2,9 +2,10 @@
 GRPO (trajectory credit), GRPO (turn-level credit) and DRIFT with a beta/gamma sweep reusing one trajectory store,
 on the same prompts, reference policy and held-out validation set (all 128 problems x 16 samples).
 
-    python scripts/compare.py --out docs/comparison [--seeds 0 1 2] [--grpo-steps 48] [--grpo-test-freq 8]
+    python scripts/compare.py --out docs/comparison [--seeds 0 1 2] [--sweep-seeds 1] [--grpo-steps 32] [--grpo-test-freq 8]
 
-Every row runs for every seed (DRIFT-family: mini-batch order; GRPO: prompt order and sampling). Every run is a
+The six methods run for every seed (DRIFT-family: mini-batch order; GRPO: prompt order and sampling); the
+beta/gamma sweep rows for the first ``--sweep-seeds`` seeds. Every run is a
 real ``python -m drift_verl.main`` job; finished runs are kept (``<workdir>/<run>/result.json``), so an interrupted
 comparison resumes where it stopped. Writes ``<out>/comparison.md``, ``comparison.json``, ``summary.json`` (the
 fixed schema below) and ``comparison.png``.
@@ -36,15 +37,22 @@ DRIFT_FAMILY = {  # summary name -> drift.* options
 }
 
 
+TRAIN_PROMPTS = 256  # of the task's 872 training problems, for every row (data.seed fixes which)
+
+
 def common(run_dir: Path, save_freq: int = -1) -> list[str]:
     # DRIFT saves at the end of its round; the Hugging Face weights are for scripts/non_repeat.py
     return ["platform=cpu", "trainer.logger=[console,file]", f"trainer.default_local_dir={run_dir / 'checkpoints'}",
+            f"data.train_max_samples={TRAIN_PROMPTS}",
             f"trainer.save_freq={save_freq}", "actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra,hf_model]",
             *VALIDATION]
 
 
+DRIFT_EPOCHS = 1  # one pass over 256 prompts x 8 (64 steps); the main job's 6 passes over 64 prompts overfit more
+
+
 def drift_args(run_dir: Path, store: Path, seed: int, validate_reference: bool, **drift) -> list[str]:
-    overrides = {"seed": seed, "store_dir": store, **drift}
+    overrides = {"seed": seed, "store_dir": store, "epochs": DRIFT_EPOCHS, **drift}
     return ["-m", "drift_verl.main", "recipe=drift", *common(run_dir), f"trainer.val_before_train={validate_reference}",
             *(f"drift.{key}={value}" for key, value in overrides.items())]
 
@@ -54,7 +62,7 @@ def grpo_args(run_dir: Path, seed: int, steps: int, test_freq: int, estimator: s
     return ["-m", "drift_verl.main", "recipe=grpo", *common(run_dir, save_freq=steps),
             f"algorithm.adv_estimator={estimator}", f"trainer.total_training_steps={steps}",
             f"trainer.test_freq={test_freq}", "trainer.total_epochs=100",
-            f"actor_rollout_ref.actor.data_loader_seed={seed}"]  # data.seed stays the task's: the same 64 problems
+            f"actor_rollout_ref.actor.data_loader_seed={seed}"]  # data.seed stays the task's: the same problems
 
 
 def run(name: str, argv: list[str], workdir: Path) -> dict:
@@ -243,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--betas", type=float, nargs="*", default=[0.05, 1.0])
     parser.add_argument("--gammas", type=float, nargs="*", default=[0.5])
-    parser.add_argument("--grpo-steps", type=int, default=48)
+    parser.add_argument("--sweep-seeds", type=int, default=1, help="how many of the seeds run the beta/gamma sweep rows")
+    parser.add_argument("--grpo-steps", type=int, default=32)
     parser.add_argument("--grpo-test-freq", type=int, default=8)
     args = parser.parse_args(argv)
     command = "python scripts/compare.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -253,9 +262,10 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: dict[str, list[dict]] = {}
     seed_curves: dict[str, list[list[dict]]] = {}
-    variants = {**DRIFT_FAMILY, **{f"drift_beta{b:g}": {"beta": b} for b in args.betas},
-                **{f"drift_gamma{g:g}": {"gamma": g} for g in args.gammas}, "drift_all_turns": {"train_turns": "all"}}
+    sweep = {**{f"drift_beta{b:g}": {"beta": b} for b in args.betas},
+             **{f"drift_gamma{g:g}": {"gamma": g} for g in args.gammas}, "drift_all_turns": {"train_turns": "all"}}
     for seed in args.seeds:
+        variants = {**DRIFT_FAMILY, **(sweep if seed in args.seeds[:args.sweep_seeds] else {})}
         # the first run of each seed validates the reference (step 0) and, for the first seed, makes the store
         first = run(f"drift-seed{seed}", drift_args(workdir / f"drift-seed{seed}", store, seed, True), workdir)
         step0 = validation_points(first)[0][1]
