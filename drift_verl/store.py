@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     inspect_cmd.add_argument("--gamma", type=float, default=0.9)
     inspect_cmd.add_argument("--beta", type=float, nargs="+", default=[0.1], help="one or more (a sweep)")
     inspect_cmd.add_argument("--repetition-coef", type=float, default=REPETITION_COEF)
-    inspect_cmd.add_argument("--normalization", choices=("group", "batch"), default="group")
+    inspect_cmd.add_argument("--normalization", choices=("group", "store", "batch"), default="group",
+                             help="per prompt group, or one normaliser over the whole store (batch: old name of store)")
     inspect_cmd.add_argument("--cap", type=float, default=None)
     inspect_cmd.add_argument("--weights", type=Path, help="JSON lines: prompt_id, sample, return, weight (one beta)")
     inspect_cmd.add_argument("--plot", type=Path, help="weight/ESS plot (one beta; default: ./weights_<fingerprint>.png)")

@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gamma", type=float, default=0.9)
     parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--repetition-coef", type=float, default=REPETITION_COEF)
-    parser.add_argument("--normalization", choices=("group", "batch"), default="group")
+    parser.add_argument("--normalization", choices=("group", "store", "batch"), default="group",
+                        help="per prompt group, or one normaliser over the whole store (batch: old name of store)")
     parser.add_argument("--cap", type=float, default=None)
     args = parser.parse_args(argv)
     try:

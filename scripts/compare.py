@@ -1,302 +1,609 @@
-"""The paper's comparison in miniature, on the embedded tiny task: reference policy, unweighted SFT, rejection SFT,
-GRPO (trajectory credit), GRPO (turn-level credit) and DRIFT with a beta/gamma sweep reusing one trajectory store,
-on the same prompts, reference policy and held-out validation set (all 128 problems x 16 samples).
+"""The paper's comparison in miniature, on the embedded tiny task, as a protocol whose verdict can be trusted:
+every method is tuned with the same budget on dev problems, the chosen settings run on unseen test problems
+with 5 seeds, and DRIFT's differences come with 95% confidence intervals.
 
-    python scripts/compare.py --out docs/comparison [--seeds 0 1 2] [--sweep-seeds 1] [--grpo-steps 32] [--grpo-test-freq 8]
+    python scripts/compare.py [--phase dev|test|report|all] [--dry-run] [--out docs/comparison]
+        [--workdir runs/compare] [--grid-points 4] [--seeds 5] [--dev-samples 16] [--skip-non-repeat]
 
-The six methods run for every seed (DRIFT-family: mini-batch order; GRPO: prompt order and sampling); the
-beta/gamma sweep rows for the first ``--sweep-seeds`` seeds. Every run is a
-real ``python -m drift_verl.main`` job; finished runs are kept (``<workdir>/<run>/result.json``), so an interrupted
-comparison resumes where it stopped. Writes ``<out>/comparison.md``, ``comparison.json``, ``summary.json`` (the
-fixed schema below) and ``comparison.png``.
+Protocol:
 
-Cost (``wall_s``, ``rollout_tokens``): rollouts + updates, start-up and validation excluded. DRIFT-family rows
-pay the store's rollouts once (the store is shared) plus their own update; GRPO pays the step times and response
-tokens up to its last validation point.
+1. Methods: ``sft_uniform`` (w = 1), ``sft_rejection`` (successes only), ``drift`` (w = exp(R/beta) / group
+   mean), ``drift_rounds`` (iterative DRIFT: each round rolls out from the updated policy), ``grpo`` and
+   ``grpo_turn`` (turn-level credit); the reference policy's step-0 test scores are a row of their own. Every
+   run is a real ``python -m drift_verl.main`` job on the same 256 training problems (``data.seed=0``), N=8.
+2. Equal tuning budget: each method gets the same number of grid points G (``--grid-points``, default 4; the
+   grids are data below, spanning learning rate, prompts per step and training length), each scored on all dev
+   problems with one training seed (``DEV_SEED``, not a test seed, so that the test runs do not reuse the
+   winning seed's luck). Offline methods train a given number of epochs; GRPO validates on dev every
+   ``--grpo-dev-freq`` steps up to ``--grpo-max-steps`` and its step is chosen from that curve.
+3. Chosen setting per method: the best dev solved-within-5 (GRPO: the best (point, step), the earliest step
+   among equals). The chosen settings, and only they, run on the test problems with seeds 0..S-1 (``--seeds``,
+   default 5; fewer only with ``--smoke``, whose outputs go to runs/compare-smoke, not docs/). GRPO trains to
+   its chosen step, validating test at a quarter, half, three quarters of it and at the step (the frontier
+   curve); its number is the chosen step's.
+4. Differences on test solved-within-5 over seeds, with 95% t intervals: drift - sft_rejection, drift -
+   sft_uniform, drift - best GRPO, drift_rounds - best GRPO (best GRPO: the better of grpo / grpo_turn on dev).
+   Paired (per-seed differences, n - 1 degrees of freedom) where the seed fixes the same mini-batches (both
+   single-round offline methods, same prompts per step and epochs, same store); otherwise Welch's interval.
+   Verdict: "better" (interval above 0), "worse" (below 0), else "no difference measurable at this n".
+5. Cost per run: rollout tokens and wall-clock of rollouts + updates (start-up and validation excluded), and the
+   job's whole wall-clock. Runs on the shared store of the reference's rollouts are each charged its rollouts.
+   A method's tuning cost is its whole dev grid (the shared store paid once per method; ``drift_rounds`` also
+   pays its later rounds' rollouts; GRPO all its steps). ``grpo_rollout_share``: the share of a GRPO step's
+   wall-clock spent generating (``timing_s/gen`` / ``timing_s/step``), mean over the chosen GRPO's test runs.
+6. Frontier (``frontier.png``): test solved-within-5 against rollout tokens and against wall-clock: GRPO's
+   curves over steps, iterative DRIFT's rounds, the single-round methods as points, error bars over seeds, the
+   reference as a line.
+7. Weight health of the chosen DRIFT setting on the shared store: ESS fraction, all-fail groups, groups with
+   one success, and the spread of per-step (sum of weights / rows) under the old order (rows shuffled within
+   16-prompt shards, 32-row steps) against whole-group steps of the chosen size.
+8. Resumable: each finished run writes ``<out>/runs/<run>.json`` (its settings, command, metrics by step, wall;
+   committed to git), so the protocol resumes run by run on any machine; stores and checkpoints live in
+   ``--workdir``. Every run on the shared store records the store's folder and a hash of its files; results
+   of different stores are refused. The test phase starts only when every dev run is done and runs only the
+   chosen settings.
+9. Outputs in ``--out``: ``summary.json`` (fixed schema, :func:`drift_verl.eval.protocol.summary`),
+   ``comparison.json`` (everything), ``comparison.md`` (verdicts, tuning and test tables), ``frontier.png``,
+   and ``non_repeat.json`` (``scripts/non_repeat.py`` on seed 0's test policies; ``--skip-non-repeat``).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
-import statistics
+import re
+import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from drift_verl.core.metrics import validation_summary
+from drift_verl.core import safe_io
+from drift_verl.eval import protocol
+from drift_verl.eval.protocol import GRPO, METHODS, ProtocolError
 from drift_verl.eval.runs import run_job, tail
 
-MAX_TURNS = 5
-SUMMARY_METRICS = ("solved_within_1", "solved_within_5", "non_repeat", "step0_solved_within_5", "wall_s",
-                   "rollout_tokens")
-VALIDATION = ["data.val_max_samples=-1", "actor_rollout_ref.rollout.val_kwargs.n=16"]
-DRIFT_FAMILY = {  # summary name -> drift.* options
-    "drift": {},
-    "sft_uniform": {"weighting": "uniform"},
-    "sft_rejection": {"weighting": "rejection"},
+# ------------------------------------------------------------------------------------------------ the grids
+# A 378K-parameter policy on 256 prompts x 8. Offline: the earlier 4 prompts/step, 1 epoch, lr 2e-3 learned
+# little; 16 prompts/step, 4 epochs, lr 2e-3 did much better for DRIFT and rejection SFT. Its point and the
+# half fraction of {2e-3, 4e-3} x {16, 32} x {4, 8} around it: each level of each factor twice, 32 to 128
+# steps. DRIFT gets the same grid at the paper's beta (beta 0.05..1 gave 0.68-0.70 at seed 0 earlier), so that
+# the three offline methods differ only in their weights.
+OFFLINE_GRID = [
+    {"lr": 2e-3, "prompts_per_step": 16, "epochs": 4},
+    {"lr": 4e-3, "prompts_per_step": 16, "epochs": 8},
+    {"lr": 2e-3, "prompts_per_step": 32, "epochs": 8},
+    {"lr": 4e-3, "prompts_per_step": 32, "epochs": 4},
+]
+GRIDS = {
+    "sft_uniform": OFFLINE_GRID,
+    "sft_rejection": OFFLINE_GRID,
+    "drift": [{**point, "beta": 0.1} for point in OFFLINE_GRID],
+    # rounds 2 and 3; lr x prompts per step in full, epochs per round and rounds giving 6 or 8 epochs in all
+    "drift_rounds": [
+        {"lr": 2e-3, "prompts_per_step": 16, "epochs": 4, "rounds": 2, "beta": 0.1},
+        {"lr": 4e-3, "prompts_per_step": 16, "epochs": 2, "rounds": 3, "beta": 0.1},
+        {"lr": 2e-3, "prompts_per_step": 32, "epochs": 2, "rounds": 3, "beta": 0.1},
+        {"lr": 4e-3, "prompts_per_step": 32, "epochs": 4, "rounds": 2, "beta": 0.1},
+    ],
+    # 16 prompts/update at lr 1e-3 was still improving at step 32 in 4 of 6 runs: up to 64 steps, the step chosen
+    # on dev; 4 prompts/update did not learn
+    "grpo": [{"lr": lr, "prompts_per_step": p} for p in (16, 32) for lr in (1e-3, 2e-3)],
+    "grpo_turn": [{"lr": lr, "prompts_per_step": p} for p in (16, 32) for lr in (1e-3, 2e-3)],
 }
+TRAIN_PROMPTS = 256  # of the task's training problems, the same for every run (data.seed fixes which)
+DEV_SEED = 100  # the dev runs' training seed: none of the test seeds
+TEST_SAMPLES = 16  # samples per test problem
+MIN_SEEDS = 5
+WEIGHTING = {"sft_uniform": "uniform", "sft_rejection": "rejection", "drift": "drift", "drift_rounds": "drift"}
+WORKDIR = "{workdir}"  # in recorded commands: the --workdir of the machine that runs them
+HF_CHECKPOINT = "actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra,hf_model]"
+STORE_LINE = re.compile(r"\[drift\] trajectory store: (\S+)")
 
 
-TRAIN_PROMPTS = 256  # of the task's 872 training problems, for every row (data.seed fixes which)
+@dataclass
+class Run:
+    """One planned job: its name (the result file's), what it is, and its command with ``{workdir}`` unfilled."""
+
+    name: str
+    phase: str
+    method: str
+    seed: int | None
+    settings: dict
+    split: str | None
+    val_samples: int | None
+    argv: list[str]
 
 
-def common(run_dir: Path, save_freq: int = -1) -> list[str]:
-    # DRIFT saves at the end of its round; the Hugging Face weights are for scripts/non_repeat.py
-    return ["platform=cpu", "trainer.logger=[console,file]", f"trainer.default_local_dir={run_dir / 'checkpoints'}",
-            f"data.train_max_samples={TRAIN_PROMPTS}",
-            f"trainer.save_freq={save_freq}", "actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra,hf_model]",
-            *VALIDATION]
+def grid(method: str, points: int) -> list[dict]:
+    if points > len(GRIDS[method]):
+        raise ProtocolError(f"--grid-points {points}: {method}'s grid has {len(GRIDS[method])} points; extend GRIDS")
+    return GRIDS[method][:points]
 
 
-DRIFT_EPOCHS = 1  # one pass over 256 prompts x 8 (64 steps); the main job's 6 passes over 64 prompts overfit more
+def slug(settings: dict) -> str:
+    short = {"lr": "lr", "prompts_per_step": "p", "epochs": "e", "rounds": "r", "beta": "b", "steps": "s"}
+    return "-".join(f"{short[key]}{value:g}" for key, value in settings.items())
 
 
-def drift_args(run_dir: Path, store: Path, seed: int, validate_reference: bool, **drift) -> list[str]:
-    overrides = {"seed": seed, "store_dir": store, "epochs": DRIFT_EPOCHS, **drift}
-    return ["-m", "drift_verl.main", "recipe=drift", *common(run_dir), f"trainer.val_before_train={validate_reference}",
-            *(f"drift.{key}={value}" for key, value in overrides.items())]
+# ------------------------------------------------------------------------------------------------ commands
+def common(name: str, split: str | None, samples: int | None) -> list[str]:
+    argv = ["platform=cpu", "trainer.logger=[console,file]", f"trainer.default_local_dir={WORKDIR}/{name}/checkpoints",
+            f"data.train_max_samples={TRAIN_PROMPTS}"]
+    if split:
+        argv += [f"data.val_files=${{drift_asset:tiny_{split}}}", "data.val_max_samples=-1",
+                 f"actor_rollout_ref.rollout.val_kwargs.n={samples}"]
+    return argv
 
 
-def grpo_args(run_dir: Path, seed: int, steps: int, test_freq: int, estimator: str) -> list[str]:
-    # recipe=grpo as it ships: task_recipe/tiny_grpo.yaml's 16 prompts x 8 per update (docs/comparison/README.md)
-    return ["-m", "drift_verl.main", "recipe=grpo", *common(run_dir, save_freq=steps),
-            f"algorithm.adv_estimator={estimator}", f"trainer.total_training_steps={steps}",
-            f"trainer.test_freq={test_freq}", "trainer.total_epochs=100",
-            f"actor_rollout_ref.actor.data_loader_seed={seed}"]  # data.seed stays the task's: the same problems
+def store_run() -> Run:
+    """The reference's rollouts on the training prompts, once: every offline run trains on them."""
+    argv = ["-m", "drift_verl.main", "recipe=drift", "drift.phases=[rollouts]", f"drift.store_dir={WORKDIR}/stores",
+            *common("store", None, None)]
+    return Run("store", "dev", "store", None, {}, None, None, argv)
 
 
-def run(name: str, argv: list[str], workdir: Path) -> dict:
-    """One job, cached: its metrics by step and wall time."""
-    run_dir = workdir / name
-    result_file = run_dir / "result.json"
-    if result_file.exists():
-        return json.loads(result_file.read_text())
-    print(f"[compare] {name}: python {' '.join(argv)}", flush=True)
-    proc, metrics, wall = run_job(argv, run_dir, timeout=3600)
-    if proc.returncode != 0:
-        sys.exit(f"[compare] {name} failed (exit {proc.returncode}); see {run_dir / 'job.log'}\n{tail(proc, 30)}")
-    result = {"wall_s": wall, "metrics": {str(step): values for step, values in metrics.items()}}
-    result_file.write_text(json.dumps(result))
+def offline_argv(method: str, settings: dict, seed: int, store: str, validate_reference: bool) -> list[str]:
+    """A DRIFT-family job: single-round methods train on the shared store as given (never rolled out again);
+    iterative DRIFT finds it as its round 0 and rolls out its later rounds."""
+    argv = ["recipe=drift", f"drift.weighting={WEIGHTING[method]}", f"drift.seed={seed}",
+            f"drift.epochs={settings['epochs']}",
+            f"actor_rollout_ref.actor.ppo_mini_batch_size={settings['prompts_per_step']}",
+            f"actor_rollout_ref.actor.optim.lr={settings['lr']}", f"trainer.val_before_train={validate_reference}"]
+    if "beta" in settings:
+        argv.append(f"drift.beta={settings['beta']}")
+    if method == "drift_rounds":
+        return argv + [f"drift.rounds={settings['rounds']}", f"drift.store_dir={WORKDIR}/stores"]
+    return argv + ["drift.phases=[weights,update]", f"drift.store={WORKDIR}/stores/{store}"]
+
+
+def grpo_argv(method: str, settings: dict, seed: int, steps: int, test_freq: int, validate_reference: bool,
+              save: bool) -> list[str]:
+    prompts = settings["prompts_per_step"]
+    return ["recipe=grpo", f"algorithm.adv_estimator={method}", f"data.train_batch_size={prompts}",
+            f"actor_rollout_ref.actor.ppo_mini_batch_size={prompts}",
+            f"actor_rollout_ref.actor.optim.lr={settings['lr']}",
+            f"trainer.total_training_steps={steps}", f"trainer.test_freq={test_freq}", "trainer.total_epochs=1000",
+            f"actor_rollout_ref.actor.data_loader_seed={seed}", f"trainer.val_before_train={validate_reference}",
+            f"trainer.save_freq={steps if save else -1}"]
+
+
+def dev_runs(args, store: str) -> list[Run]:
+    """The store, then every method's G grid points on dev, one seed (the first DRIFT point also validates the
+    reference on dev, for the tuning tables)."""
+    runs = [store_run()]
+    for method in METHODS:
+        for index, settings in enumerate(grid(method, args.grid_points)):
+            name = f"dev-{method}-{slug(settings)}"
+            if method in GRPO:
+                argv = grpo_argv(method, settings, DEV_SEED, args.grpo_max_steps, args.grpo_dev_freq, False, False)
+            else:
+                argv = offline_argv(method, settings, DEV_SEED, store, method == "drift" and index == 0)
+            runs.append(Run(name, "dev", method, DEV_SEED, settings, "dev", args.dev_samples,
+                            ["-m", "drift_verl.main", *argv, *common(name, "dev", args.dev_samples)]))
+    return runs
+
+
+def test_runs(args, store: str, chosen: dict[str, dict]) -> list[Run]:
+    """The chosen setting of every method on test, seeds 0..S-1; seed 0 keeps Hugging Face weights for the
+    non-repeat study. DRIFT's and GRPO's runs validate step 0 (the reference row; GRPO's curve)."""
+    runs = []
+    for method in METHODS:
+        settings = chosen[method]
+        for seed in range(args.seeds):
+            name = f"test-{method}-{slug(settings)}-seed{seed}"
+            if method in GRPO:
+                steps = settings["steps"]
+                argv = grpo_argv(method, settings, seed, steps, max(1, steps // 4), True, seed == 0)
+            else:
+                argv = offline_argv(method, settings, seed, store, method == "drift")
+            runs.append(Run(name, "test", method, seed, settings, "test", TEST_SAMPLES,
+                            ["-m", "drift_verl.main", *argv, *common(name, "test", TEST_SAMPLES), HF_CHECKPOINT]))
+    return runs
+
+
+# ------------------------------------------------------------------------------------------------ results
+def result_file(args, name: str) -> Path:
+    return args.runs / f"{name}.json"
+
+
+def load(args, run: Run) -> dict | None:
+    """A finished run's result; refused when it was made with another command than the one planned now."""
+    path = result_file(args, run.name)
+    if not path.exists():
+        return None
+    result = json.loads(path.read_text())
+    if result["argv"] != run.argv:
+        changed = sorted(set(result["argv"]) ^ set(run.argv))
+        raise ProtocolError(f"{path}: made with another command than planned now (differs in {changed}); delete it "
+                            "to run it again with the current settings")
     return result
 
 
-def by_step(result: dict) -> dict[int, dict]:
-    return {int(step): values for step, values in result["metrics"].items()}
+def store_identity(folder: Path) -> dict:
+    """The store's folder name (its configuration's fingerprint) and a hash of its files (its rollouts)."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.iterdir()):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return {"folder": folder.name, "sha256": digest.hexdigest()}
 
 
-def validation_points(result: dict) -> list[tuple[int, dict]]:
-    """(step, metrics of the one data source) at each validation."""
-    points = []
-    for step, values in sorted(by_step(result).items()):
-        summary = validation_summary(values)
-        if summary:
-            points.append((step, next(iter(summary.values()))))
-    return points
+def verified_store(args, store: dict) -> Path:
+    """The shared store's folder in the workdir, refused unless its files are the ones the results record."""
+    folder = args.workdir / "stores" / store["store"]["folder"]
+    if not folder.is_dir() or store_identity(folder) != store["store"]:
+        raise ProtocolError(
+            f"{folder}: {'missing' if not folder.is_dir() else 'not the store the recorded results trained on'} "
+            f"(sha256 {store['store']['sha256'][:12]}). Copy that store here from the machine that made it, or "
+            f"delete {args.runs}/store.json and every dev-/test- result of {', '.join(protocol.SHARED_STORE)} to "
+            "start the offline methods afresh")
+    return folder
 
 
-def row(point: dict, step0: dict, wall_s: float, tokens: float) -> dict:
-    return {**{f"solved_within_{k}": point[f"solved_within_{k}"] for k in range(1, MAX_TURNS + 1)},
-            "non_repeat": point["non_repeat_ratio"], "step0_solved_within_5": step0["solved_within_5"],
-            "wall_s": wall_s, "rollout_tokens": tokens}
+def forget_attempt(args, run: Run) -> None:
+    """An unfinished run starts afresh: its folder, and stores of later rounds rolled out from its checkpoints (they
+    would be reused, uncharged, by the new attempt)."""
+    run_dir = args.workdir / run.name
+    for manifest in (args.workdir / "stores").glob("*/manifest.json"):
+        reference = json.loads(manifest.read_text())["spec"].get("reference")
+        if isinstance(reference, dict) and reference.get("run") == str((run_dir / "checkpoints").resolve()):
+            shutil.rmtree(manifest.parent)
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def store_cost(result: dict) -> dict:
-    rollout = next(v for v in by_step(result).values() if "drift/rollout/wall_s" in v)
-    return {"wall_s": rollout["drift/rollout/wall_s"], "tokens": rollout["drift/rollout/response_tokens"]}
+def execute(args, run: Run, store: dict | None) -> dict:
+    """Run one job (unless its result exists) and record its result atomically."""
+    found = load(args, run)
+    if found is not None:
+        return found
+    if run.method in protocol.SHARED_STORE:
+        verified_store(args, store)
+    forget_attempt(args, run)
+    argv = [a.replace(WORKDIR, str(args.workdir)) for a in run.argv]
+    print(f"[compare] {run.name}: python {' '.join(argv)}", flush=True)
+    proc, metrics, wall = run_job(argv, args.workdir / run.name, timeout=args.job_timeout)
+    if proc.returncode != 0:
+        sys.exit(f"[compare] {run.name} failed (exit {proc.returncode}); see {args.workdir / run.name / 'job.log'}\n"
+                 f"{tail(proc, 30)}")
+    result = {"name": run.name, "phase": run.phase, "method": run.method, "seed": run.seed, "settings": run.settings,
+              "split": run.split, "val_samples": run.val_samples, "argv": run.argv, "job_wall_s": wall,
+              "metrics": protocol.compact(metrics)}
+    if run.method == "store" or run.method in protocol.SHARED_STORE:
+        result["store"] = store_identity(trained_store(args, run, proc.stdout + proc.stderr, metrics))
+    safe_io.write_text(result_file(args, run.name), json.dumps(result, indent=1))
+    return result
 
 
-def drift_row(result: dict, cost: dict, step0: dict) -> dict:
-    update_s = sum(v.get("drift/update/step_s", 0.0) for v in by_step(result).values())
-    return row(validation_points(result)[-1][1], step0, cost["wall_s"] + update_s, cost["tokens"])
+def trained_store(args, run: Run, log: str, metrics: dict) -> Path:
+    """The store a DRIFT-family job made or trained its first round on (the first one its log names); iterative
+    DRIFT must have found the shared one rather than rolled out its first round again."""
+    found = STORE_LINE.search(log)
+    if found is None:
+        raise ProtocolError(f"{run.name}: its log names no trajectory store; see {args.workdir / run.name / 'job.log'}")
+    folder = Path(found.group(1))
+    if run.method == "drift_rounds" and metrics.get(0, {}).get("drift/rollout/new_trajectories", 0):
+        raise ProtocolError(f"{run.name}: round 0 rolled out anew (store {folder.name}) instead of reusing the shared "
+                            "store: its rollout settings differ from the store job's; fix the command")
+    return folder
 
 
-def grpo_curve(result: dict, trajectories_per_step: int) -> list[dict]:
-    """Each validation point with the step time and response tokens spent up to it."""
-    metrics, points = by_step(result), dict(validation_points(result))
-    curve, seconds, tokens = [], 0.0, 0.0
-    for step in sorted(metrics):
-        if step > 0:
-            seconds += metrics[step].get("timing_s/step", 0.0)
-            tokens += metrics[step].get("response_length/mean", 0.0) * trajectories_per_step
-        if step in points:
-            curve.append({"step": step, **row(points[step], points[min(points)], seconds, tokens)})
-    return curve
+def by_method(results: list[dict]) -> dict[str, list[dict]]:
+    """Results grouped by method, in plan order (dev: grid order; test: seed order)."""
+    return {method: [r for r in results if r["method"] == method] for method in METHODS}
 
 
-def mean_std(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "std": statistics.pstdev(values)}
+def dev_results(args, store: dict) -> dict[str, list[dict]] | None:
+    """Every method's dev results in grid order; None while any is missing."""
+    results = [load(args, run) for run in dev_runs(args, store["store"]["folder"])[1:]]
+    return None if any(r is None for r in results) else by_method(results)
 
 
-def mean_curve(curves: list[list[dict]]) -> list[dict]:
-    """The seeds' curves averaged point by point (they validate at the same steps)."""
-    return [{key: statistics.fmean(c[i][key] for c in curves) for key in curves[0][i]}
-            for i in range(min(map(len, curves)))]
+def chosen_settings(dev: dict[str, list[dict]], store: dict) -> dict[str, dict]:
+    return {m: protocol.choose(entries)["settings"] for m, entries in protocol.tuning(dev, store).items()}
 
 
-def cost_to_reach(curve: list[dict], target: float) -> dict | None:
-    """The cost at the first trained point of a mean curve whose solved-within-5 reaches ``target``."""
-    return next((p for p in curve if p["step"] > 0 and p["solved_within_5"] >= target - 1e-9), None)
+# ------------------------------------------------------------------------------------------------ phases
+def phase_dev(args) -> dict:
+    """The store (made first, from scratch unless its result exists), then every dev grid point."""
+    run = store_run()
+    store = load(args, run)
+    if store is None:
+        stale = sorted(p.name for p in args.runs.glob("*.json") if json.loads(p.read_text()).get("method")
+                       in protocol.SHARED_STORE) if args.runs.is_dir() else []
+        if stale:
+            raise ProtocolError(f"the store's result {result_file(args, 'store')} is missing but results trained on a "
+                                f"store exist ({', '.join(stale)}): restore store.json or delete them")
+        shutil.rmtree(args.workdir / "stores", ignore_errors=True)
+        store = execute(args, run, None)
+    existing = [r for r in (load(args, x) for x in dev_runs(args, store["store"]["folder"])[1:]) if r]
+    protocol.check_store(store, existing)
+    for planned in dev_runs(args, store["store"]["folder"])[1:]:
+        execute(args, planned, store)
+    return store
 
 
-def drift_vs_grpo(rows: dict[str, list[dict]], curves: dict[str, list[dict]]) -> dict:
-    """DRIFT's cost to reach the best GRPO variant's mean final solved-within-5, over that GRPO's cost to reach it
-    (its mean curve's first point at or above it); null ratios when DRIFT's mean does not reach it."""
-    finals = {name: statistics.fmean(r["solved_within_5"] for r in rows[name]) for name in curves}
-    best = max(finals, key=finals.get)
-    target = finals[best]
-    drift = {key: statistics.fmean(r[key] for r in rows["drift"]) for key in ("solved_within_5", "wall_s",
-                                                                             "rollout_tokens")}
-    grpo = cost_to_reach(curves[best], target)
-    reached = drift["solved_within_5"] >= target - 1e-9 and grpo is not None
-    return {"target_solved_within_5": target, "grpo_variant": best,
-            "wall_ratio": drift["wall_s"] / grpo["wall_s"] if reached else None,
-            "token_ratio": drift["rollout_tokens"] / grpo["rollout_tokens"] if reached else None}
+def require_dev(args) -> tuple[dict, dict[str, list[dict]]]:
+    store = load(args, store_run())
+    dev = dev_results(args, store) if store else None
+    if dev is None:
+        raise ProtocolError("the dev phase is not finished: run --phase dev first (the test phase reads only the "
+                            "settings chosen on dev)")
+    protocol.check_store(store, [r for runs in dev.values() for r in runs])
+    return store, dev
 
 
-def summary(rows: dict[str, list[dict]], seeds: list[int], curves: dict[str, list[dict]]) -> dict:
-    methods = {name: {metric: mean_std([r[metric] for r in rows[name]]) for metric in SUMMARY_METRICS}
-               for name in ("reference", "sft_uniform", "sft_rejection", "grpo", "grpo_turn", "drift")}
-    comparison = drift_vs_grpo(rows, curves)
-    return {"validation_prompts": 128, "samples_per_prompt": 16, "seeds": seeds, "methods": methods,
-            "drift_vs_grpo": {key: comparison[key] for key in ("target_solved_within_5", "wall_ratio", "token_ratio")}}
+def phase_test(args) -> None:
+    store, dev = require_dev(args)
+    chosen = chosen_settings(dev, store)
+    cached_weight_health(args, store, chosen["drift"])
+    for run in test_runs(args, store["store"]["folder"], chosen):
+        execute(args, run, store)
 
 
-def markdown(rows: dict[str, list[dict]], seeds: list[int], command: str, comparison: dict, study: dict) -> str:
-    header = ["method", *[f"solved≤{k}" for k in range(1, MAX_TURNS + 1)], "non-repeat", "step 0 solved≤5",
-              "wall-clock (s)", "rollout tokens"]
-    columns = [f"solved_within_{k}" for k in range(1, MAX_TURNS + 1)] + ["non_repeat", "step0_solved_within_5"]
-    lines = [f"Seeds: {', '.join(map(str, seeds))} (mean ± std over seeds). Command: `{command}`", "",
-             "Validation: 128 held-out problems x 16 trajectories at temperature 1, T=5. Cost: rollouts + updates, "
-             "start-up and validation excluded; rollout tokens are response tokens generated for training.", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name, values in rows.items():
-        stats = {k: mean_std([r[k] for r in values]) for k in values[0]}
-        cells = [name] + [_fmt(stats[c]) for c in columns] + [_fmt(stats["wall_s"], 0), _fmt(stats["rollout_tokens"], 0)]
-        lines.append("| " + " | ".join(cells) + " |")
-    ratio = (f"DRIFT / {comparison['grpo_variant']}: wall-clock {comparison['wall_ratio']:.2f}, rollout tokens "
-             f"{comparison['token_ratio']:.2f}" if comparison["wall_ratio"] is not None else
-             f"DRIFT's mean solved≤5 does not reach {comparison['grpo_variant']}'s")
-    lines += ["", f"Target (best GRPO variant's mean final solved≤5): {comparison['target_solved_within_5']:.3f}. "
-              f"{ratio}.", "",
-              f"Non-repeat on fixed contexts (scripts/non_repeat.py, seed {seeds[0]}'s policies): {study['contexts']} "
-              f"reference trajectories whose parseable first answer was wrong, cut before turn 2; "
-              f"{study['samples_per_context']} sampled second answers each.", "",
-              "| policy | repeats the rejected answer | non-repeat | second answer right | parseable |", "|---|---|---|---|---|"]
-    for name, m in study["models"].items():
-        lines.append(f"| {name} | {1 - m['non_repeat']:.3f} | {m['non_repeat']:.3f} | {m['correct']:.3f} | "
-                     f"{m['parseable']:.3f} |")
-    return "\n".join(lines) + "\n"
+def cached_weight_health(args, store: dict, drift: dict) -> dict:
+    """The chosen DRIFT setting's weight health, computed from the store once and kept beside the results."""
+    path = result_file(args, "weight_health")
+    key = {"store": store["store"], "settings": drift}
+    if path.exists() and {k: v for k, v in json.loads(path.read_text()).items() if k in key} == key:
+        return json.loads(path.read_text())
+    health = {**key, **weight_health(verified_store(args, store), drift)}
+    safe_io.write_text(path, json.dumps(health, indent=1))
+    return health
 
 
-def _fmt(stat: dict, digits: int = 3) -> str:
-    return f"{stat['mean']:.{digits}f}" + (f" ± {stat['std']:.{digits}f}" if stat["std"] else "")
+def weight_health(folder: Path, drift: dict, seed: int = 0) -> dict:
+    """The store's returns and DRIFT weights (the project's functions, as ``python -m drift_verl.store inspect``
+    computes them), and one training seed's steps under the old order and under whole-group steps."""
+    import numpy as np
+
+    from drift_verl.core.diagnostics import weigh
+    from drift_verl.core.schedule import Schedule, epoch_seed
+    from drift_verl.core.store import TrajectoryStore, returns_and_groups
+    from drift_verl.core.weights import WeightConfig
+    from drift_verl.integration.config import DriftConfig
+
+    store = TrajectoryStore.open(folder)
+    config = WeightConfig(beta=drift["beta"])  # the recipe's gamma, repetition coefficient and group normalisation
+    returns, groups, solved = returns_and_groups(store, config.gamma, config.repetition_coef)
+    weights, diagnostics = weigh(returns, groups, solved, config)
+    sizes = store.shard_sizes()
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    schedule = Schedule.of(prompts=store.num_prompts, prompts_per_step=drift["prompts_per_step"],
+                           samples_per_prompt=protocol.SAMPLES_PER_PROMPT, window=DriftConfig.shuffle_window,
+                           epochs=drift["epochs"], rounds=1, seed=seed)
+    group_steps = [[int(offsets[s] + r) for s, r in step[1]] for step in schedule.remaining_steps(sizes, 0, 0)]
+    old_steps = protocol.old_order_steps(sizes, [epoch_seed(seed, 0, e) for e in range(drift["epochs"])])
+    return protocol.weight_health(weights, groups, solved, diagnostics, old_steps, group_steps)
 
 
-def plot(rows: dict[str, list[dict]], curves: dict[str, list[dict]], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    ks = list(range(1, MAX_TURNS + 1))
-    for name in ("reference", "sft_uniform", "sft_rejection", "grpo", "grpo_turn", "drift"):
-        left.plot(ks, [statistics.fmean(r[f"solved_within_{k}"] for r in rows[name]) for k in ks], marker="o",
-                  label=name)
-    left.set(xlabel="k (turns)", ylabel="solved within k", title="Validation: solved within k turns", xticks=ks)
-    left.legend(fontsize=8)
-    for name, curve in curves.items():
-        right.plot([p["wall_s"] for p in curve], [p["solved_within_5"] for p in curve], marker=".", label=name)
-    drift = mean_std([r["solved_within_5"] for r in rows["drift"]])
-    right.errorbar([statistics.fmean(r["wall_s"] for r in rows["drift"])], [drift["mean"]], yerr=[drift["std"]],
-                   fmt="*", markersize=14, label="drift")
-    right.axhline(statistics.fmean(r["solved_within_5"] for r in rows["reference"]), color="gray", linestyle="--",
-                  label="reference")
-    right.set(xlabel="wall-clock of rollouts + updates (s)", ylabel="solved within 5 (mean over seeds)",
-              title="Validation vs cost")
-    right.legend(fontsize=8)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+def phase_report(args, command: str) -> None:
+    store, dev = require_dev(args)
+    chosen = chosen_settings(dev, store)
+    runs = test_runs(args, store["store"]["folder"], chosen)
+    results = [load(args, run) for run in runs]
+    missing = [run.name for run, result in zip(runs, results) if result is None]
+    if missing:
+        raise ProtocolError(f"the test phase is not finished ({len(missing)} of {len(runs)} runs missing, e.g. "
+                            f"{missing[0]}): run --phase test first")
+    health = cached_weight_health(args, store, chosen["drift"])
+    full = protocol.report(dev, by_method(results), store, split_sizes(), health)
+    full["command"] = command
+    full["non_repeat"] = non_repeat_study(args, store, by_method(results))
+    args.out.mkdir(parents=True, exist_ok=True)
+    safe_io.write_text(args.out / "summary.json", json.dumps(protocol.summary(full), indent=1))
+    safe_io.write_text(args.out / "comparison.json", json.dumps(full, indent=1))
+    safe_io.write_text(args.out / "comparison.md", markdown(full))
+    plot_frontier(full, args.out / "frontier.png")
+    print(markdown(full))
 
 
-def hf_weights(run_dir: Path) -> str:
-    """The Hugging Face folder of a run's last checkpoint."""
+def split_sizes() -> dict:
+    from drift_verl.tiny.task import splits
+
+    sizes = {name: len(problems) for name, problems in splits().items()}
+    return {"train_problems": TRAIN_PROMPTS, "dev_problems": sizes["dev"], "test_problems": sizes["test"]}
+
+
+# ------------------------------------------------------------------------------------------------ non-repeat study
+def hf_weights(run_dir: Path) -> Path | None:
+    """The Hugging Face folder of a run's last checkpoint, if it is there."""
     steps = sorted((run_dir / "checkpoints").glob("global_step_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))
-    return str(steps[-1] / "actor" / "huggingface")
+    folder = steps[-1] / "actor" / "huggingface" if steps else None
+    return folder if folder and folder.is_dir() else None
 
 
-def non_repeat_study(workdir: Path, seed: int, out: Path) -> dict:
-    """scripts/non_repeat.py on the store's fixed turn-2 contexts: the reference and each method's seed-``seed`` policy."""
+def non_repeat_study(args, store: dict, test: dict[str, list[dict]]) -> dict | None:
+    """scripts/non_repeat.py on the store's fixed turn-2 contexts, for the reference and each method's seed-0 test
+    policy; skipped (None) with --skip-non-repeat or when the checkpoints or the store are not on this machine."""
+    if args.skip_non_repeat:
+        return None
     from drift_verl.tiny.assets import tiny_reference
 
-    out_file = out / "non_repeat.json"
-    (store,) = [p for p in (workdir / "store").iterdir() if p.is_dir()]
-    models = {"reference": tiny_reference(), **{name: hf_weights(workdir / f"{name}-seed{seed}")
-                                                for name in ("sft_uniform", "sft_rejection", "grpo", "grpo_turn", "drift")}}
-    argv = ["--store", str(store), "--out", str(out_file), *(f"--model={n}={path}" for n, path in models.items())]
+    folders = {m: hf_weights(args.workdir / next(r["name"] for r in test[m] if r["seed"] == 0)) for m in METHODS}
+    folder = args.workdir / "stores" / store["store"]["folder"]
+    if not folder.is_dir() or None in folders.values():
+        print("[compare] non-repeat study skipped: seed 0's checkpoints or the store are not in --workdir")
+        return None
+    out_file = args.out / "non_repeat.json"
+    models = {"reference": tiny_reference(), **folders}
     sys.path.insert(0, str(Path(__file__).parent))
     import non_repeat
 
+    argv = ["--store", str(folder), "--out", str(out_file), *(f"--model={n}={path}" for n, path in models.items())]
     if non_repeat.main(argv) != 0:
         sys.exit("[compare] the non-repeat study failed")
     return json.loads(out_file.read_text())
 
 
+# ------------------------------------------------------------------------------------------------ outputs
+def _fmt(values: list[float], digits: int = 3) -> str:
+    stats = protocol.mean_std(values)
+    return f"{stats['mean']:.{digits}f}" + (f" ± {stats['std']:.{digits}f}" if stats["std"] else "")
+
+
+def _settings(settings: dict) -> str:
+    return ", ".join(f"{key} {value:g}" for key, value in settings.items())
+
+
+def markdown(full: dict) -> str:
+    split, rows = full["split"], full["rows"]
+    lines = [f"Command: `{full['command']}`", "",
+             f"Test: {split['test_problems']} problems x {full['samples_per_prompt']} samples at temperature 1, T=5; "
+             f"seeds {', '.join(map(str, full['seeds']))} (mean ± sample std). Settings chosen on "
+             f"{split['dev_problems']} dev problems; {split['train_problems']} training problems x 8. Cost: rollouts + "
+             "updates (start-up and validation excluded); tokens are response tokens generated for training.", "",
+             "## Verdicts (test solved≤5, 95% CI)", "", "| difference | mean | 95% CI | interval | n | verdict |",
+             "|---|---|---|---|---|---|"]
+    for name, d in full["differences"].items():
+        ci = f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" if d["ci95"] else "–"
+        lines.append(f"| {d['methods'][0]} − {d['methods'][1]} | {d['mean']:+.3f} | {ci} | "
+                     f"{'paired' if d['paired'] else 'Welch'} | {d['n']} | {d['verdict']} |")
+    lines += ["", f"Best GRPO on dev: {full['best_grpo']}.", "", "## Test", "",
+              "| method | chosen setting | solved≤1 | solved≤5 | non-repeat | step 0 solved≤5 | wall-clock (s) | "
+              "rollout tokens | job wall (s) |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, values in rows.items():
+        cells = [_fmt([r[k] for r in values]) for k in ("solved_within_1", "solved_within_5", "non_repeat",
+                                                         "step0_solved_within_5")]
+        cells += [_fmt([r[k] for r in values], 0) for k in ("wall_s", "rollout_tokens", "job_wall_s")]
+        lines.append(f"| {name} | {_settings(full['chosen'].get(name, {})) or '–'} | " + " | ".join(cells) + " |")
+    ratio = full["drift_vs_grpo"]
+    lines += ["", f"DRIFT vs {ratio['grpo_variant']} (target: its mean test solved≤5, "
+              f"{ratio['target_solved_within_5']:.3f}): " + (
+                  f"wall-clock ratio {ratio['wall_ratio']:.2f}, token ratio {ratio['token_ratio']:.2f}."
+                  if ratio["wall_ratio"] is not None else "DRIFT's mean does not reach it (no cost ratio)."),
+              f"Share of a GRPO step spent generating ({full['best_grpo']}, test runs): "
+              f"{full['grpo_rollout_share']:.2f}.", "", "## Tuning on dev", ""]
+    if full["reference_dev_solved_within_5"] is not None:
+        lines += [f"Reference policy on dev: solved≤5 {full['reference_dev_solved_within_5']:.3f}.", ""]
+    for method, entries in full["tuning"].items():
+        cost = full["tuning_cost"][method]
+        lines += [f"**{method}** (tuning cost: {cost['wall_s']:.0f} s, {cost['rollout_tokens']:.0f} rollout tokens)",
+                  "", "| setting | dev solved≤5 | chosen |", "|---|---|---|"]
+        for entry in entries:
+            mark = "✓" if entry["settings"] == full["chosen"][method] else ""
+            lines.append(f"| {_settings(entry['settings'])} | {entry['dev_solved_within_5']:.3f} | {mark} |")
+        lines.append("")
+    lines += weight_health_lines(full["weight_health"]) + non_repeat_lines(full["non_repeat"])
+    return "\n".join(lines) + "\n"
+
+
+def weight_health_lines(health: dict) -> list[str]:
+    sums = health["step_weight_sum_per_row"]
+    lines = [f"## Weight health (DRIFT, {_settings(health['settings'])}, store {health['store']['folder']})", "",
+             f"ESS fraction {health['ess_fraction']:.3f}; all-fail groups {health['all_fail_group_share']:.1%}; groups "
+             f"with one success {health['lone_success_share']:.1%}; largest weight {health['max_weight']:.2f}.", "",
+             "| steps | rows per step | min | p5 | median | p95 | max (sum of weights / rows) |",
+             "|---|---|---|---|---|---|---|"]
+    for name, s in sums.items():
+        lines.append(f"| {name.replace('_', ' ')} | {s['rows_per_step']} | {s['min']:.2f} | {s['p5']:.2f} | "
+                     f"{s['median']:.2f} | {s['p95']:.2f} | {s['max']:.2f} |")
+    return lines + [""]
+
+
+def non_repeat_lines(study: dict | None) -> list[str]:
+    if study is None:
+        return ["Non-repeat on fixed contexts: not run (--skip-non-repeat, or seed 0's checkpoints not here)."]
+    lines = ["## Non-repeat on fixed contexts (seed 0's test policies)", "",
+             f"{study['contexts']} reference trajectories whose parseable first answer was wrong, cut before turn 2; "
+             f"{study['samples_per_context']} sampled second answers each.", "",
+             "| policy | repeats the rejected answer | second answer right | parseable |", "|---|---|---|---|"]
+    for name, m in study["models"].items():
+        lines.append(f"| {name} | {1 - m['non_repeat']:.3f} | {m['correct']:.3f} | {m['parseable']:.3f} |")
+    return lines
+
+
+def plot_frontier(full: dict, out: Path) -> None:
+    """Test solved-within-5 against rollout tokens and against wall-clock, error bars over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, panels = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for panel, cost, label in zip(panels, ("rollout_tokens", "wall_s"),
+                                  ("rollout tokens", "wall-clock of rollouts + updates (s)")):
+        for method in METHODS:
+            curve = full["frontier"][method]
+            panel.errorbar([p[cost] for p in curve], [p["solved_within_5"] for p in curve],
+                           yerr=[p["solved_within_5_std"] for p in curve], marker="o" if len(curve) > 1 else "*",
+                           markersize=6 if len(curve) > 1 else 12, capsize=3, label=method)
+        panel.axhline(full["frontier"]["reference"][0]["solved_within_5"], color="gray", linestyle="--",
+                      label="reference")
+        panel.set(xlabel=label, title=f"Test solved≤5 vs {label.split(' of')[0]}")
+    panels[0].set_ylabel(f"solved within 5 (mean over {len(full['seeds'])} seeds)")
+    panels[1].legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with safe_io.atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------------ dry run and CLI
+def dry_run(args) -> None:
+    """The planned runs, done or to do, and their count, without running anything."""
+    store = load(args, store_run())
+    folder = store["store"]["folder"] if store else "<store>"
+    dev = dev_runs(args, folder)
+    results = [load(args, run) for run in dev]
+    print(f"dev phase: {len(dev)} jobs ({sum(r is not None for r in results)} done), validation on all dev problems x "
+          f"{args.dev_samples} samples, training seed {DEV_SEED}")
+    for run, result in zip(dev, results):
+        _plan_line(result is not None, run.method, _settings(run.settings) or "the reference's rollouts", run.name)
+    chosen = chosen_settings(by_method(results[1:]), store) if all(results) else None
+    print(f"test phase: {len(METHODS) * args.seeds} jobs, validation on all test problems x {TEST_SAMPLES} samples, "
+          f"seeds {' '.join(map(str, range(args.seeds)))}")
+    if chosen:
+        for run in test_runs(args, folder, chosen):
+            _plan_line(load(args, run) is not None, run.method, f"seed {run.seed}  {_settings(run.settings)}", run.name)
+    else:
+        for method in METHODS:
+            for seed in range(args.seeds):
+                _plan_line(False, method, f"seed {seed}  the setting chosen on dev", "")
+    print(f"estimated: {len(dev) + len(METHODS) * args.seeds} jobs ({len(dev)} dev + {len(METHODS) * args.seeds} test)")
+
+
+def _plan_line(done: bool, method: str, what: str, name: str) -> None:
+    print(f"  [{'done' if done else 'todo'}] {method:<13} {what}" + (f"  ({name})" if name else ""))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("docs/comparison"))
-    parser.add_argument("--workdir", type=Path, default=Path("runs/compare"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--betas", type=float, nargs="*", default=[0.05, 1.0])
-    parser.add_argument("--gammas", type=float, nargs="*", default=[0.5])
-    parser.add_argument("--sweep-seeds", type=int, default=1, help="how many of the seeds run the beta/gamma sweep rows")
-    parser.add_argument("--grpo-steps", type=int, default=32)
-    parser.add_argument("--grpo-test-freq", type=int, default=8)
+    parser.add_argument("--phase", choices=("dev", "test", "report", "all"), default="all")
+    parser.add_argument("--dry-run", action="store_true", help="print the planned runs and their count; run nothing")
+    parser.add_argument("--out", type=Path, help="default: docs/comparison (--smoke: runs/compare-smoke)")
+    parser.add_argument("--runs", type=Path, help="finished runs' results (default: <out>/runs, committed)")
+    parser.add_argument("--workdir", type=Path, help="stores, checkpoints, logs (default: runs/compare; --smoke: "
+                        "runs/compare-smoke/work)")
+    parser.add_argument("--grid-points", type=int, default=4, help="G: grid points per method, the same for all")
+    parser.add_argument("--seeds", type=int, default=MIN_SEEDS, help="test seeds 0..S-1")
+    parser.add_argument("--smoke", action="store_true",
+                        help=f"a trial run: fewer than {MIN_SEEDS} seeds allowed, outputs kept out of docs/")
+    parser.add_argument("--dev-samples", type=int, choices=(8, 16), default=16, help="samples per dev problem")
+    parser.add_argument("--grpo-max-steps", type=int, default=64)
+    parser.add_argument("--grpo-dev-freq", type=int, default=8, help="GRPO validates on dev every this many steps")
+    parser.add_argument("--job-timeout", type=int, default=4 * 3600, help="seconds per job")
+    parser.add_argument("--skip-non-repeat", action="store_true")
     args = parser.parse_args(argv)
+    if args.seeds < MIN_SEEDS and not args.smoke:
+        parser.error(f"--seeds {args.seeds}: the protocol needs at least {MIN_SEEDS} (--smoke for a trial run)")
+    args.out = args.out or Path("runs/compare-smoke" if args.smoke else "docs/comparison")
+    args.runs = args.runs or args.out / "runs"
+    args.workdir = (args.workdir or Path("runs/compare-smoke/work" if args.smoke else "runs/compare")).resolve()
     command = "python scripts/compare.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    workdir = args.workdir.resolve()
-    store = workdir / "store"
-    trajectories_per_step = 16 * 8  # task_recipe/tiny_grpo.yaml's data.train_batch_size x the task's rollout.n
-
-    rows: dict[str, list[dict]] = {}
-    seed_curves: dict[str, list[list[dict]]] = {}
-    sweep = {**{f"drift_beta{b:g}": {"beta": b} for b in args.betas},
-             **{f"drift_gamma{g:g}": {"gamma": g} for g in args.gammas}, "drift_all_turns": {"train_turns": "all"}}
-    for seed in args.seeds:
-        variants = {**DRIFT_FAMILY, **(sweep if seed in args.seeds[:args.sweep_seeds] else {})}
-        # the first run of each seed validates the reference (step 0) and, for the first seed, makes the store
-        first = run(f"drift-seed{seed}", drift_args(workdir / f"drift-seed{seed}", store, seed, True), workdir)
-        step0 = validation_points(first)[0][1]
-        cost = store_cost(first) if seed == args.seeds[0] else cost  # the store's rollouts, made once
-        rows.setdefault("reference", []).append(row(step0, step0, 0.0, 0.0))
-        for name, options in variants.items():
-            result = first if name == "drift" else run(
-                f"{name}-seed{seed}", drift_args(workdir / f"{name}-seed{seed}", store, seed, False, **options), workdir)
-            rows.setdefault(name, []).append(drift_row(result, cost, step0))
-        for name, estimator in (("grpo", "grpo"), ("grpo_turn", "grpo_turn")):
-            result = run(f"{name}-seed{seed}", grpo_args(workdir / f"{name}-seed{seed}", seed, args.grpo_steps,
-                                                         args.grpo_test_freq, estimator), workdir)
-            curve = grpo_curve(result, trajectories_per_step)
-            seed_curves.setdefault(name, []).append(curve)
-            rows.setdefault(name, []).append(curve[-1])
-
-    curves = {name: mean_curve(c) for name, c in seed_curves.items()}
-    order = ["reference", "sft_uniform", "sft_rejection", "grpo", "grpo_turn", "drift"]
-    rows = {name: rows[name] for name in order + [n for n in rows if n not in order]}
-    for values in rows.values():
-        for r in values:
-            r.pop("step", None)
-    comparison = drift_vs_grpo(rows, curves)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "summary.json").write_text(json.dumps(summary(rows, args.seeds, curves), indent=1))
-    (args.out / "comparison.json").write_text(json.dumps(
-        {"command": command, "rows": rows, "grpo_curves": curves, "drift_vs_grpo": comparison}, indent=1))
-    study = non_repeat_study(workdir, args.seeds[0], args.out)
-    (args.out / "comparison.md").write_text(markdown(rows, args.seeds, command, comparison, study))
-    plot(rows, curves, args.out / "comparison.png")
-    print(markdown(rows, args.seeds, command, comparison, study))
+    try:
+        if args.dry_run:
+            dry_run(args)
+            return 0
+        if args.phase in ("dev", "all"):
+            phase_dev(args)
+        if args.phase in ("test", "all"):
+            phase_test(args)
+        if args.phase in ("report", "all"):
+            phase_report(args, command)
+    except ProtocolError as error:
+        print(f"[compare] {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -67,6 +67,21 @@ def test_a_beta_sweep_is_one_table(store, tmp_path, capsys, monkeypatch):
     assert "ESS frac" in capsys.readouterr().out and list(tmp_path.glob("weights_*.png"))
 
 
+def test_store_normalisation_and_its_old_name(store, tmp_path, capsys):
+    """``--normalization store``: one normaliser over the whole store (mean weight 1 over all six); ``batch`` is its
+    old name and gives the same weights."""
+    returns, _ = _formula(0.1)
+    expected = [math.exp(r / 0.1) for r in returns]
+    expected = [e / (sum(expected) / len(expected)) for e in expected]
+    for name in ("store", "batch"):
+        out = tmp_path / f"{name}.jsonl"
+        assert cli.main(["inspect", str(store.dir), "--beta", "0.1", "--normalization", name, "--weights", str(out),
+                         "--plot", str(tmp_path / f"{name}.png"), "--json"]) == 0
+        capsys.readouterr()
+        assert [json.loads(line)["weight"] for line in out.read_text().splitlines()] == pytest.approx(expected)
+    assert (tmp_path / "store.jsonl").read_text() == (tmp_path / "batch.jsonl").read_text()
+
+
 def test_bad_input_is_one_line_naming_the_file(store, tmp_path, capsys):
     assert cli.main(["inspect", str(tmp_path)]) == 2
     assert "manifest.json: missing" in capsys.readouterr().err

@@ -7,6 +7,9 @@ checkpointing -- and the only DRIFT-specific data, one weight per trajectory, tr
 (constant over the trajectory's trained tokens; ``response_mask`` marks those tokens).
 
 loss = (1/B) * sum_i w_i * mean_{t in trained(i)} -log pi(y_t | context): no ratio, no clipping, no old policy.
+B is the optimizer step's number of trajectories (verl's global batch size, over all micro-batches and ranks).
+With ``drift.loss_normalization=weight_sum`` the driver first rescales the step's weights by B / sum(w)
+(:func:`drift_verl.core.weights.step_weights`), so the same aggregation gives sum_i w_i L_i / sum_i w_i.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ Within each group (the N trajectories of one prompt), ``w_i = exp(R_i/beta) / me
 KL-regularised RL optimum written as importance weights on the reference policy's samples (AWR/AWAC), so
 weights average 1 per group and weighted SFT on them moves the policy towards that optimum.
 
+How one optimizer step's weights enter the loss (``drift.loss_normalization``): :func:`step_weights`.
+
 The same returns over a whole store at once: :mod:`drift_verl.core.returns`; weight health (ESS):
 :mod:`drift_verl.core.diagnostics`; reweighting reference-format JSONL: ``python -m drift_verl.weights``.
 """
@@ -20,6 +22,14 @@ import numpy as np
 FORMAT_PENALTY = -0.1  # added per turn with no parseable answer
 REPETITION_COEF = 0.5  # lambda
 WEIGHTINGS = ("drift", "uniform", "rejection")
+NORMALIZATIONS = ("group", "store")  # one normaliser per prompt group, or one over the whole store
+NORMALIZATION_ALIASES = {"batch": "store"}  # the old name of ``store`` (it never meant one optimizer step's batch)
+LOSS_NORMALIZATIONS = ("mean", "weight_sum")  # see :func:`step_weights`
+
+
+def normalization_name(value: str) -> str:
+    """``value`` with its alias resolved (``batch`` -> ``store``); unknown names are returned as they are."""
+    return NORMALIZATION_ALIASES.get(value, value) if isinstance(value, str) else value
 
 
 class WeightInputError(ValueError):
@@ -31,7 +41,7 @@ class WeightConfig:
     gamma: float = 0.9
     beta: float = 0.1
     repetition_coef: float = REPETITION_COEF
-    normalization: str = "group"  # "group" (paper) or "batch"
+    normalization: str = "group"  # "group" (paper) or "store" (one normaliser over the store; alias "batch")
     cap: float | None = None  # clip weights at this value (after normalisation; not renormalised)
     weighting: str = "drift"  # drift: exp(R/beta); baselines: uniform (offline SFT), rejection (successes only)
 
@@ -40,8 +50,10 @@ class WeightConfig:
             raise WeightInputError(f"beta must be a finite number > 0, got {self.beta!r}")
         if not (isinstance(self.gamma, (int, float)) and 0 < self.gamma <= 1):
             raise WeightInputError(f"gamma must be in (0, 1], got {self.gamma!r}")
-        if self.normalization not in ("group", "batch"):
-            raise WeightInputError(f"normalization must be 'group' or 'batch', got {self.normalization!r}")
+        object.__setattr__(self, "normalization", normalization_name(self.normalization))
+        if self.normalization not in NORMALIZATIONS:
+            raise WeightInputError(f"normalization must be 'group' or 'store' (alias 'batch'), "
+                                   f"got {self.normalization!r}")
         if self.cap is not None and not self.cap > 0:
             raise WeightInputError(f"cap must be > 0 or None, got {self.cap!r}")
         if self.weighting not in WEIGHTINGS:
@@ -90,13 +102,13 @@ def turn_contributions(
 
 
 def group_weights(returns: np.ndarray, groups: np.ndarray, config: WeightConfig) -> np.ndarray:
-    """``exp(R/beta)`` normalised to mean 1 per group (or over the batch), computed with a max shift.
+    """``exp(R/beta)`` normalised to mean 1 per group (or over the whole store), computed with a max shift.
 
     ``groups`` holds integer group codes (see :func:`group_codes`).
     """
     returns = np.asarray(returns, dtype=np.float64)
     groups = np.asarray(groups, dtype=np.intp)
-    if config.normalization == "batch":
+    if config.normalization == "store":
         groups = np.zeros_like(groups)
     num_groups = int(groups.max()) + 1 if groups.size else 0
     group_max = np.full(num_groups, -np.inf)
@@ -121,6 +133,37 @@ def trajectory_weights(returns: np.ndarray, groups: np.ndarray, solved: np.ndarr
         kept = np.asarray(solved, dtype=np.float64)
         return kept / kept.mean() if kept.any() else kept
     return group_weights(returns, groups, config)
+
+
+def step_weights(weights: np.ndarray, mode: str = "mean") -> np.ndarray:
+    """One optimizer step's weights as the loss gets them (``drift.loss_normalization``).
+
+    The loss aggregates ``(1/B) * sum_i w_i * L_i`` over the step's B trajectories (verl's ``seq-mean-token-mean``
+    with the step's size as its global batch size; L_i: token-mean NLL of i's trained tokens).
+
+    - ``mean``: the weights as they are; the loss is ``(1/B) sum w L``.
+    - ``weight_sum``: ``w * B / sum(w)``; the loss is then ``sum w L / sum w`` (the paper reference code's
+      alternative). The whole step is rescaled here, before it is split, so the result is exact however verl
+      splits it into micro-batches (``use_dynamic_bsz``) and data-parallel ranks: each rank's micro-batch loss is
+      ``sum_{i in micro-batch} w_i L_i * dp_size / B``, micro-batch gradients add up, and the data-parallel
+      all-reduce averages them over ranks. A trajectory without trained tokens has L = 0 but its weight counts in
+      ``sum(w)``, as it counts in B under ``mean``.
+
+    A step whose weights are all 0 (``rejection`` weighting with no success among its trajectories) is returned
+    as it is, all zeros, in both modes: no division by zero, loss 0 and a zero gradient (verl still takes its
+    optimizer step, where momentum and weight decay act, as with ``mean``).
+    """
+    if mode not in LOSS_NORMALIZATIONS:
+        raise WeightInputError(f"loss normalization must be one of {LOSS_NORMALIZATIONS}, got {mode!r}")
+    weights = np.asarray(weights, dtype=np.float64)
+    if mode == "mean":
+        return weights.copy()
+    if weights.size and (not np.all(np.isfinite(weights)) or weights.min() < 0):
+        raise WeightInputError("step weights must be finite and >= 0")
+    total = weights.sum()
+    if total == 0:  # all zero (or an empty step): nothing to normalise, nothing is trained
+        return weights.copy()
+    return weights * (weights.size / total)
 
 
 def group_codes(prompt_ids: Sequence | np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import Any
 
 from drift_verl.core.answers import PARSERS
 from drift_verl.core.errors import ClearError
-from drift_verl.core.weights import WeightConfig
+from drift_verl.core.weights import LOSS_NORMALIZATIONS, NORMALIZATIONS, WeightConfig, normalization_name
 from drift_verl.integration.health import HealthConfig
 
 
@@ -90,6 +90,7 @@ class DriftConfig:
     repetition_coef: float = 0.5
     beta: float = 0.1
     normalization: str = "group"
+    loss_normalization: str = "mean"
     weight_cap: float | None = None
     weighting: str = "drift"
     train_turns: str = "last"
@@ -98,6 +99,7 @@ class DriftConfig:
     max_prompts: int | None = None
     prompts_per_shard: int = 16
     shards_in_flight: int = 2
+    shuffle_window: int = 64
     store_dir: str = "drift_store"
     store: str | None = None
     phases: list[str] = dataclasses.field(default_factory=lambda: list(PHASES))
@@ -111,13 +113,17 @@ class DriftConfig:
         _check(_number(self.beta) and self.beta > 0, "beta", "a number > 0", self.beta)
         _check(_number(self.repetition_coef) and self.repetition_coef >= 0, "repetition_coef", "a number >= 0",
                self.repetition_coef)
-        _check(self.normalization in ("group", "batch"), "normalization", "group or batch", self.normalization)
+        _check(normalization_name(self.normalization) in NORMALIZATIONS, "normalization",
+               "group or store (alias: batch)", self.normalization)
+        self.normalization = normalization_name(self.normalization)
+        _check(self.loss_normalization in LOSS_NORMALIZATIONS, "loss_normalization", "mean or weight_sum",
+               self.loss_normalization)
         _check(self.weight_cap is None or (_number(self.weight_cap) and self.weight_cap > 0), "weight_cap",
                "null or a number > 0", self.weight_cap)
         _check(self.weighting in ("drift", "uniform", "rejection"), "weighting", "drift, uniform or rejection",
                self.weighting)
         _check(self.train_turns in ("last", "all"), "train_turns", "last or all", self.train_turns)
-        for key in ("epochs", "rounds", "prompts_per_shard", "shards_in_flight"):
+        for key in ("epochs", "rounds", "prompts_per_shard", "shards_in_flight", "shuffle_window"):
             value = getattr(self, key)
             _check(isinstance(value, int) and value >= 1, key, "an integer >= 1", value)
         _check(self.max_prompts is None or (isinstance(self.max_prompts, int) and self.max_prompts >= 1),

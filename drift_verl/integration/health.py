@@ -252,11 +252,37 @@ class JobMonitor:
             self.error = line
             if self.announce:
                 print(PREFIX + line, file=sys.stderr, flush=True)
-            _thread.interrupt_main()  # the driver's main thread reports the line (drift_verl.integration.launch.JobFailed)
+            interrupt_main_thread()  # the driver's main thread reports the line (drift_verl.integration.launch.JobFailed)
             time.sleep(self.config.grace_s)  # if it sits in a call that ignores the interrupt, end the process
-            print(f"{PREFIX}{line} (the run did not stop within {self.config.grace_s:.0f} s: exiting)",
-                  file=sys.stderr, flush=True)
+            note = (f"the run did not stop within {self.config.grace_s:.0f} s (drift.health.grace_s), its main thread "
+                    f"blocked in {main_thread_place()}: exiting")
+            print(PREFIX + with_note(line, note), file=sys.stderr, flush=True)
             os._exit(1)
+
+
+def interrupt_main_thread() -> None:
+    """KeyboardInterrupt in the main thread. A real SIGINT sent to that thread also wakes a blocking wait (a lock,
+    a socket), which ``_thread.interrupt_main`` alone does not: it only sets a flag checked between bytecodes."""
+    import signal
+
+    if callable(signal.getsignal(signal.SIGINT)):  # Python's handler: the signal becomes KeyboardInterrupt
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+    else:  # SIG_DFL would kill the process without its line; interrupt_main is a no-op under SIG_IGN
+        _thread.interrupt_main()
+
+
+def main_thread_place() -> str:
+    """Where the main thread is now (file:line in function), innermost frame, for the exit note."""
+    frame = sys._current_frames().get(threading.main_thread().ident)
+    if frame is None:
+        return "an unknown place"
+    return f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+
+
+def with_note(line: str, note: str) -> str:
+    """``line`` with ``note`` added before its ``log: <path>``, which stays the last field for whoever reads it."""
+    head, sep, log = line.rpartition("; log: ")
+    return f"{head} ({note}){sep}{log}" if sep else f"{line} ({note})"
 
 def bounded(what: str, seconds: float, key: str, fn, *args, **kwargs):
     """``fn(*args, **kwargs)``, or :class:`Stalled` naming ``what`` when it has not returned within ``seconds``

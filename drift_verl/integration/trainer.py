@@ -8,7 +8,9 @@ replaces its loop with DRIFT's three phases per round:
    (:mod:`drift_verl.core.store`), shard by shard (resumable, reused when it matches);
 2. weights: returns and group-normalised importance weights (:mod:`drift_verl.core.weights`);
 3. update: ``drift.epochs`` passes of weighted SFT over the store in the order :mod:`drift_verl.core.schedule`
-   gives, each mini-batch one ``update_actor`` call with the ``drift`` policy loss (:mod:`drift_verl.core.loss`).
+   gives, each mini-batch (``ppo_mini_batch_size`` whole prompt groups) one ``update_actor`` call with the
+   ``drift`` policy loss (:mod:`drift_verl.core.loss`). Each checkpoint records that order; a resumed run whose
+   checkpoint was cut another way stops before training.
 
 With ``drift.rounds > 1`` the updated policy becomes the next round's reference (iterative DRIFT).
 ``drift.phases`` runs phase 1 alone (``[rollouts]``: the store is the product) or phases 2-3 alone
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import time
 from pathlib import Path
 
@@ -37,10 +40,11 @@ from verl.workers.utils.padding import left_right_2_no_padding
 from drift_verl.core.batch import padded_batch
 from drift_verl.core.diagnostics import weigh
 from drift_verl.core.loss import nll_metric
-from drift_verl.core.schedule import Schedule, batch_digest
+from drift_verl.core.schedule import Schedule, batch_digest, check_order, write_order
 from drift_verl.core.shard_window import fill_missing_shards
 from drift_verl.core.store import (StoreError, TrajectoryStore, content_identity, open_for_training, returns_and_groups,
                                    rollout_spec)
+from drift_verl.core.weights import step_weights
 from drift_verl.core import plots
 from drift_verl.integration import report
 from drift_verl.integration.config import DriftConfig
@@ -70,11 +74,6 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
         return int(self.given_store.spec["n"] if self.given_store else self.config.actor_rollout_ref.rollout.n)
 
     @property
-    def mini_batch_size(self) -> int:
-        """Trajectories per optimizer step: verl's ``ppo_mini_batch_size`` (prompts) x samples per prompt."""
-        return self.config.actor_rollout_ref.actor.ppo_mini_batch_size * self.samples_per_prompt
-
-    @property
     def num_prompts(self) -> int:
         if self.given_store:
             return self.given_store.num_prompts
@@ -82,8 +81,10 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
 
     @functools.cached_property
     def schedule(self) -> Schedule:
-        trajectories = self.num_prompts * self.samples_per_prompt
-        return Schedule.of(trajectories, self.mini_batch_size, self.drift.epochs, self.drift.rounds, self.drift.seed)
+        """``ppo_mini_batch_size`` whole prompt groups per optimizer step."""
+        return Schedule.of(self.num_prompts, int(self.config.actor_rollout_ref.actor.ppo_mini_batch_size),
+                           self.samples_per_prompt, self.drift.shuffle_window, self.drift.epochs, self.drift.rounds,
+                           self.drift.seed)
 
     def _init_dataloader(self):
         """verl sizes the LR schedule's horizon from dataset / train_batch_size x total_epochs; DRIFT's optimizer
@@ -92,6 +93,23 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
         self.total_training_steps = self.schedule.total_steps
         with open_dict(self.config):
             self.config.actor_rollout_ref.actor.optim.total_training_steps = self.total_training_steps
+
+    def _save_checkpoint(self):
+        """verl's checkpoint, plus the mini-batch order its steps were cut by (written first: a folder verl's
+        tracker names always holds it)."""
+        folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
+        write_order(folder, self.schedule)
+        super()._save_checkpoint()
+
+    def _load_checkpoint(self):
+        """verl's resume; then refuse a checkpoint written under another mini-batch order (before any training:
+        going on would train other batches than the run it continues)."""
+        super()._load_checkpoint()
+        if self.global_steps > 0:
+            trainer = self.config.trainer
+            folder = (trainer.resume_from_path if trainer.resume_mode == "resume_path"
+                      else os.path.join(trainer.default_local_dir, f"global_step_{self.global_steps}"))
+            check_order(os.path.abspath(folder), self.schedule)
 
     def _run_dir(self) -> Path:
         path = Path(self.config.trainer.default_local_dir)
@@ -169,8 +187,13 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
 
     # ------------------------------------------------------------------ phase 3: weighted SFT
     def _update(self, rows: list[dict], weights: np.ndarray) -> dict:
-        """One optimizer step of verl's actor on these trajectories, each trained with its weight."""
+        """One optimizer step of verl's actor on these trajectories, each trained with its weight.
+
+        The whole step's weights are normalised here, before verl splits the step into micro-batches and ranks
+        (``drift.loss_normalization``, :func:`drift_verl.core.weights.step_weights`): exact whatever the split."""
         data = self.config.data
+        weight_sum = float(np.sum(weights))
+        weights = step_weights(weights, self.drift.loss_normalization)
         tensors = padded_batch(rows, weights, data.max_prompt_length, data.max_response_length,
                                self.tokenizer.pad_token_id, self.drift.train_turns)
         batch = left_right_2_no_padding(DataProto.from_dict(tensors=tensors).to_tensordict())
@@ -180,20 +203,19 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
                              temperature=1.0)  # the policy's own NLL, whatever temperature the rollouts used
         metrics = rename_dict(tu.get(self.actor_rollout_wg.update_actor(batch), "metrics"), "actor/")
         metrics["perf/mfu/actor"] = metrics.pop("actor/mfu")
-        return nll_metric(reduce_metrics(metrics))
+        return {**nll_metric(reduce_metrics(metrics)), "drift/update/weight_sum": weight_sum}  # before normalising
 
     def _phase_update(self, store: TrajectoryStore, weights: np.ndarray, round_index: int) -> None:
         start, schedule = time.time(), self.schedule
         sizes = store.shard_sizes()
         offsets = np.concatenate([[0], np.cumsum(sizes)])
-        cache: dict[int, list[dict]] = {}  # the order visits shards one after another: one or two held
+        cache: dict[int, list[dict]] = {}  # shards of the window(s) the current step falls in, read when first used
         with tqdm(total=schedule.steps_per_round, initial=self.global_steps - schedule.round_start(round_index),
                   desc=f"DRIFT round {round_index} phase 3: weighted SFT (steps)") as bar:
-            for epoch, picks in schedule.remaining_steps(sizes, round_index, self.global_steps):
-                needed = {s for s, _ in picks}
-                for shard in set(cache) - needed:
+            for epoch, picks, window in schedule.remaining_steps(sizes, round_index, self.global_steps):
+                for shard in set(cache) - window:
                     del cache[shard]
-                for shard in needed - set(cache):
+                for shard in {s for s, _ in picks} - set(cache):
                     cache[shard] = store.read_shard(shard, TRAIN_COLUMNS).to_pylist()
                 step_start = time.time()
                 metrics = self._update([cache[s][r] for s, r in picks], weights[[offsets[s] + r for s, r in picks]])

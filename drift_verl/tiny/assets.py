@@ -14,7 +14,7 @@ from drift_verl.core.safe_io import cache_dir, locked
 from drift_verl.tiny import task as tiny_task
 from drift_verl.tiny.reference import build_reference
 
-ASSET_VERSION = "v5"
+ASSET_VERSION = "v6"  # v6: operands 0..11, train/dev/test splits, the reference trained on training problems only
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
@@ -107,28 +107,36 @@ def _task_file(split: str, rows) -> str:
     return str(final)
 
 
-NUM_VAL = 128  # held-out problems; the other 872 train (task=tiny uses a seeded subset of each: data.*_max_samples)
+def _split_file(split: str) -> str:
+    """The split's problems as verl's RL parquet (task=tiny uses a seeded subset of training: data.train_max_samples)."""
+    return _task_file(split, lambda: tiny_task.task_rows(tiny_task.splits()[split], split))
 
 
 def tiny_train() -> str:
-    return _task_file("train", lambda: tiny_task.task_rows(tiny_task.split_problems(NUM_VAL)[0], "train"))
+    return _split_file("train")
 
 
-def tiny_val() -> str:
-    return _task_file("val", lambda: tiny_task.task_rows(tiny_task.split_problems(NUM_VAL)[1], "val"))
+def tiny_dev() -> str:
+    return _split_file("dev")
+
+
+def tiny_test() -> str:
+    return _split_file("test")
 
 
 def tiny_reference() -> str:
     return build_reference(asset_path("tiny_reference"), tiny_model())
 
 
-ASSETS = {"tiny_model": tiny_model, "tiny_train": tiny_train, "tiny_val": tiny_val, "tiny_reference": tiny_reference}
+ASSETS = {"tiny_model": tiny_model, "tiny_train": tiny_train, "tiny_dev": tiny_dev, "tiny_test": tiny_test,
+          "tiny_reference": tiny_reference}
+SPLITS = ("tiny_train", "tiny_dev", "tiny_test")
 
 
 def asset_path(name: str) -> Path:
     if name not in ASSETS:
         raise ValueError(f"unknown drift asset {name!r}; known: {sorted(ASSETS)}")
-    if name in ("tiny_train", "tiny_val"):
+    if name in SPLITS:
         return cache_root() / "tiny_task" / f"{name.removeprefix('tiny_')}.parquet"
     return cache_root() / name
 

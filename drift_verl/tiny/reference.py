@@ -8,26 +8,29 @@ checkpoints in the build folder, so a build killed halfway resumes from verl's l
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from drift_verl.core.safe_io import locked
 from drift_verl.tiny import task as tiny_task
 
-NUM_DEMOS = 19200
+NUM_DEMOS = 38400
 DEMO_SEED = 3
 SFT_SETTINGS = {
     "data.train_batch_size": 64,
     "data.micro_batch_size_per_gpu": 64,
     "data.max_length": 144,
-    "trainer.total_epochs": 4,  # 1200 steps
+    "trainer.total_epochs": 1,  # 600 steps, each demonstration seen once
     "optim.lr": 3e-3,
     "optim.betas": "[0.9,0.95]",  # a short memory of the format tokens' early, large gradients
     "optim.lr_warmup_steps_ratio": 0.05,
-    "optim.lr_scheduler_type": "constant",
+    "optim.lr_scheduler_type": "cosine",
 }
 
 
@@ -52,13 +55,40 @@ def sft_command(model: str, demos: Path, checkpoints: Path, settings: dict) -> l
         "trainer.project_name": "drift_tiny_reference",
         "trainer.experiment_name": "sft",
         "trainer.default_local_dir": str(checkpoints),
-        "trainer.save_freq": 64,
+        "trainer.save_freq": 100,
         "trainer.resume_mode": "auto",
         "checkpoint.save_contents": "[model,optimizer,extra,hf_model]",
         **settings,
     }
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
             "-m", "verl.trainer.sft_trainer", *(f"{key}={value}" for key, value in overrides.items())]
+
+
+STALL_S = 600  # no new SFT step for this long: the build is stuck (verl's trainer has no timeout of its own)
+_STEP = re.compile(rb"step:(\d+) ")
+
+
+def run_with_progress(command: list[str], env: dict, cwd: Path, log_path: Path, total_steps: int) -> int:
+    """Run verl's SFT trainer with its output in ``log_path`` and its steps as a progress bar (with ETA) on the
+    console; a trainer that logs no step for ``STALL_S`` seconds is killed. Returns its exit code."""
+    from tqdm import tqdm
+
+    with open(log_path, "ab") as log, open(log_path, "rb") as reader:
+        reader.seek(0, os.SEEK_END)
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
+        last_change = time.monotonic()
+        with tqdm(total=total_steps, desc="[drift-verl] reference policy: verl SFT steps", unit="step") as bar:
+            while proc.poll() is None:
+                time.sleep(1)
+                steps = [int(m) for m in _STEP.findall(reader.read())]
+                if steps and steps[-1] > bar.n:
+                    bar.update(steps[-1] - bar.n)
+                    last_change = time.monotonic()
+                elif time.monotonic() - last_change > STALL_S:
+                    proc.kill()
+                    proc.wait()
+                    raise RuntimeError(f"verl's SFT trainer logged no step for {STALL_S} s: killed; log: {log_path}")
+    return proc.returncode
 
 
 def latest_export(checkpoints: Path) -> Path:
@@ -84,14 +114,14 @@ def build_reference(out: Path, base_model: str, num_demos: int = NUM_DEMOS, sft:
             os.replace(demos.with_suffix(".tmp"), demos)
         sft = {**SFT_SETTINGS, **(sft or {})}
         command = sft_command(base_model, demos, work / "checkpoints", sft)
-        print(f"[drift-verl] warm-starting the reference policy with verl's SFT trainer (log: {work / 'sft.log'})",
-              file=sys.stderr, flush=True)
+        print(f"[drift-verl] warm-starting the reference policy with verl's SFT trainer, once (cached; log: "
+              f"{work / 'sft.log'})", file=sys.stderr, flush=True)
         env = {**os.environ, "VERL_PLATFORM": "cpu", "CUDA_VISIBLE_DEVICES": ""}
-        with open(work / "sft.log", "a") as log:
-            result = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
-        if result.returncode != 0:
+        steps = math.ceil(num_demos / int(sft["data.train_batch_size"])) * int(sft["trainer.total_epochs"])
+        code = run_with_progress(command, env, work, work / "sft.log", steps)
+        if code != 0:
             tail = (work / "sft.log").read_text()[-3000:]
-            raise RuntimeError(f"verl's SFT trainer failed (exit {result.returncode}); last lines:\n{tail}")
+            raise RuntimeError(f"verl's SFT trainer failed (exit {code}); last lines:\n{tail}")
         tmp = out.with_name(out.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(latest_export(work / "checkpoints"), tmp)

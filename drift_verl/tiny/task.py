@@ -1,7 +1,10 @@
 """The embedded default task: three-number addition with the feedback environment, and noisy demonstrations.
 
-Every problem ``a + b + c`` with ``a, b, c`` in [0, 9] has one answer, so the verifier is exact: 1000 distinct
-prompts, enough for 128 held-out validation prompts. Validation and training prompts are disjoint problems. The reference policy is the tiny model warm-started (by verl's SFT trainer) on
+Every problem ``a + b + c`` with ``a, b, c`` in [0, 11] has one answer, so the verifier is exact: 1728 distinct
+prompts, split into training, dev and test problems (:func:`splits`). Dev and test are disjoint from training,
+from each other and from the 128 validation problems of the earlier task (0..9 operands), on which settings were
+tuned before; the reference's demonstrations draw from training problems only, so dev and test are problems no
+part of the pipeline has seen. The reference policy is the tiny model warm-started (by verl's SFT trainer) on
 *noisy* multi-turn demonstrations: a demonstrator that is right on the first turn only sometimes, answers
 near-misses otherwise, often repeats a rejected answer after ``Incorrect. Please think again.``, and sometimes
 forgets the ``<answer>`` tags. Such a policy has what DRIFT needs: moderate first-turn success, plausible
@@ -17,10 +20,12 @@ from dataclasses import dataclass
 DATA_SOURCE = "drift_tiny_add"
 SYSTEM_PROMPT = "You are a careful assistant. Put your final answer in <answer></answer> tags."
 FEEDBACK = "Incorrect. Please think again."
-MAX_OPERAND = 9
+MAX_OPERAND = 11
 OPERANDS = 3
 MAX_SUM = OPERANDS * MAX_OPERAND
 SPLIT_SEED = 7
+NUM_DEV = 256  # settings are chosen here (the main job, tests, the comparison's grid)
+NUM_TEST = 256  # only the comparison's final runs touch these
 Problem = tuple[int, ...]
 
 
@@ -33,15 +38,26 @@ def operands(question_text: str) -> Problem:
     return tuple(int(x) for x in question_text.removeprefix("What is ").rstrip("?").split(" + "))
 
 
-def all_problems() -> list[Problem]:
-    return list(itertools.product(range(MAX_OPERAND + 1), repeat=OPERANDS))
+def all_problems(max_operand: int = MAX_OPERAND) -> list[Problem]:
+    return list(itertools.product(range(max_operand + 1), repeat=OPERANDS))
 
 
-def split_problems(num_val: int) -> tuple[list[Problem], list[Problem]]:
-    """All problems in a fixed shuffled order: the first ``num_val`` validate, the rest train (disjoint)."""
-    problems = all_problems()
+def earlier_validation_problems() -> list[Problem]:
+    """The 128 validation problems of the earlier task (operands 0..9), which settings were tuned on: kept out of
+    dev and test (they may train)."""
+    problems = all_problems(9)
     random.Random(SPLIT_SEED).shuffle(problems)
-    return problems[num_val:], problems[:num_val]
+    return problems[:128]
+
+
+def splits() -> dict[str, list[Problem]]:
+    """Disjoint ``train``, ``dev`` and ``test`` problems in a fixed order (the same on every machine)."""
+    earlier = set(earlier_validation_problems())
+    held_out = [p for p in all_problems() if p not in earlier]
+    random.Random(SPLIT_SEED).shuffle(held_out)
+    dev, test = held_out[:NUM_DEV], held_out[NUM_DEV:NUM_DEV + NUM_TEST]
+    taken = set(dev) | set(test)
+    return {"train": [p for p in all_problems() if p not in taken], "dev": dev, "test": test}
 
 
 def task_rows(problems: list[Problem], split: str) -> list[dict]:
@@ -94,12 +110,13 @@ class Demonstrator:
 
 
 def demonstration_rows(num: int, seed: int, demonstrator: Demonstrator = Demonstrator()) -> list[dict]:
-    """Multi-turn SFT rows (verl's ``messages`` format) over all problems, validation problems included: the
-    reference policy has seen sums of every kind, noisily, as a pretrained model would have."""
+    """Multi-turn SFT rows (verl's ``messages`` format) over the training problems only: dev and test problems
+    stay unseen, so their scores measure what the policy learned about addition, not what it memorised."""
     rng = random.Random(seed)
+    problems = splits()["train"]
     rows = []
     for i in range(num):
-        problem = tuple(rng.randint(0, MAX_OPERAND) for _ in range(OPERANDS))
+        problem = rng.choice(problems)
         rows.append({"messages": demonstrator.conversation(rng, problem), "extra_info": {"index": i}})
     return rows
 

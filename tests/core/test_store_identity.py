@@ -149,3 +149,15 @@ def test_a_store_longer_than_the_configured_lengths_is_refused(tmp_path):
     with pytest.raises(StoreError, match=r"manifest.json: made with data.max_prompt_length/max_response_length "
                                          r"\[96, 192\], longer than this configuration's \[96, 64\]"):
         open_for_training(store.dir, shorter)
+
+
+def test_how_the_store_is_weighted_is_not_part_of_it(tmp_path):
+    """beta, the weighting, its normalisation (``store``, alias ``batch``) and the loss normaliser act after the
+    rollouts: a sweep over them trains from the same store."""
+    data, model = _data_and_model(tmp_path)
+    names = {TrajectoryStore(tmp_path / "stores", rollout_spec(_config(model, data, *overrides), "reference", 0), 2,
+                             1).dir.name
+             for overrides in ([], ["drift.beta=0.5"], ["drift.normalization=store"], ["drift.normalization=batch"],
+                               ["drift.loss_normalization=weight_sum"], ["drift.weighting=rejection"],
+                               ["drift.weight_cap=2.0"])}
+    assert len(names) == 1

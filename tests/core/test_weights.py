@@ -53,6 +53,76 @@ def test_batch_normalisation_and_cap():
     assert capped.max() == pytest.approx(1.5)
 
 
+def test_store_normalisation_and_its_old_name_batch():
+    """``store`` (one normaliser over the whole store) is what ``batch`` always meant: the alias maps to it."""
+    returns, groups = np.array([1.0, 0.0, 0.0, 0.0]), np.array([0, 0, 1, 1])
+    assert W.WeightConfig(normalization="batch").normalization == "store"
+    store = W.group_weights(returns, groups, W.WeightConfig(beta=1.0, normalization="store"))
+    assert store == pytest.approx(4 * np.array([math.e, 1, 1, 1]) / (math.e + 3))
+    assert store.tolist() == W.group_weights(returns, groups, W.WeightConfig(beta=1.0, normalization="batch")).tolist()
+
+
+# ---------------------------------------------------------------- one optimizer step's normaliser
+def test_step_weights_modes():
+    weights = np.array([2.0, 0.0, 1.0, 1.0, 0.5, 0.5])  # sum 5 over B = 6
+    assert W.step_weights(weights, "mean").tolist() == weights.tolist()
+    normed = W.step_weights(weights, "weight_sum")
+    assert normed == pytest.approx(weights * 6 / 5)
+    assert normed.sum() == pytest.approx(6)  # (1/B) sum w' L = sum w L / sum w
+    zeros = np.zeros(4)  # rejection weighting, no success among the step's trajectories: nothing is trained
+    for mode in W.LOSS_NORMALIZATIONS:
+        assert W.step_weights(zeros, mode).tolist() == [0.0] * 4
+    assert W.step_weights(np.zeros(0), "weight_sum").size == 0
+    with pytest.raises(W.WeightInputError, match="loss normalization"):
+        W.step_weights(weights, "sum")
+    with pytest.raises(W.WeightInputError, match=">= 0"):
+        W.step_weights(np.array([1.0, -1.0]), "weight_sum")
+
+
+def _store_of_groups(num_groups=6, per_group=4, seed=0):
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(num_groups), per_group)
+    solved = rng.random(groups.size) < 0.4
+    returns = np.where(solved, 1.0, 0.0) + rng.normal(scale=0.2, size=groups.size)
+    return returns, groups, solved
+
+
+def test_uncapped_drift_weights_on_whole_groups_coincide():
+    """Group-normalised weights average 1 per group, so a step of whole groups sums to B: both normalisers agree."""
+    returns, groups, solved = _store_of_groups()
+    for weighting in ("drift", "uniform"):
+        weights = W.trajectory_weights(returns, groups, solved, W.WeightConfig(beta=0.1, weighting=weighting))
+        for step in (groups < 2, (groups == 3) | (groups == 5), groups >= 0):  # whole groups, any of them
+            assert W.step_weights(weights[step], "weight_sum") == pytest.approx(weights[step], rel=1e-12)
+
+
+def test_rejection_and_capped_weights_differ_as_expected():
+    returns, groups, solved = _store_of_groups()
+    # rejection: kept / kept.mean() over the store. A step with fewer successes than the store's share gets its
+    # successes' weights raised by weight_sum (every step the same size), a step with more gets them lowered.
+    rejection = W.trajectory_weights(returns, groups, solved, W.WeightConfig(weighting="rejection"))
+    share = solved.mean()  # 9/24; groups solved 3, 0, 1, 2, 1, 2 of 4
+    steps = {"fewer": np.isin(groups, [2, 4]), "more": np.isin(groups, [0, 3]), "as many": groups < 2}
+    for name, step in steps.items():
+        mean, normed = W.step_weights(rejection[step], "mean"), W.step_weights(rejection[step], "weight_sum")
+        kept = solved[step]
+        assert mean[kept] == pytest.approx(1 / share)  # the same for every success, whatever the step
+        assert normed[kept] == pytest.approx(kept.size / kept.sum())  # B / successes in this step
+        assert normed.sum() == pytest.approx(kept.size)  # every step the same size
+        assert mean[~kept].tolist() == normed[~kept].tolist() == [0.0] * int((~kept).sum())
+        ratio = normed[kept] / mean[kept]
+        assert {"fewer": ratio > 1, "more": ratio < 1, "as many": np.isclose(ratio, 1)}[name].all()
+    no_success = groups == 1  # the all-zero step: zero weights, loss 0, in both modes
+    assert W.step_weights(rejection[no_success], "weight_sum").tolist() == [0.0] * 4
+    # a cap removes weight without renormalising: a step's sum falls below B, weight_sum scales it back to B
+    capped = W.trajectory_weights(returns, groups, solved, W.WeightConfig(beta=0.05, cap=1.5))
+    step = groups < 3
+    assert capped[step].sum() < step.sum()
+    normed = W.step_weights(capped[step], "weight_sum")
+    assert normed == pytest.approx(capped[step] * step.sum() / capped[step].sum())
+    assert (normed[capped[step] > 0] > capped[step][capped[step] > 0]).all()
+
+
 def test_group_codes_follow_prompt_ids():
     codes = W.group_codes(["b", "a", "b", 3])
     assert codes[0] == codes[2] and len(set(codes.tolist())) == 3
@@ -118,6 +188,18 @@ def test_cli_on_reference_format(tmp_path):
     assert w[0] + w[1] == pytest.approx(2) and w[2] + w[3] == pytest.approx(2)
     assert w[0] == pytest.approx(2 / (1 + math.exp((r[1] - r[0]) / 0.1)))
     assert out[0]["prompt_id"] == "p1" and out[0]["answer_norms"] == ["4", "5"]  # rows kept whole
+
+
+def test_cli_store_normalisation_and_its_old_name(tmp_path):
+    src = tmp_path / "in.jsonl"
+    _write(src, _reference_rows())
+    written = {}
+    for name in ("store", "batch"):
+        assert cli.main([str(src), str(tmp_path / f"{name}.jsonl"), "--normalization", name]) == 0
+        written[name] = [json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+    e = [math.exp(row["return"] / 0.1) for row in written["store"]]
+    assert [row["weight"] for row in written["store"]] == pytest.approx([x * len(e) / sum(e) for x in e])
+    assert written["store"] == written["batch"]
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,10 @@ TURNS, PROMPTS = 3, 8
 
 
 def _benchmarks(workdir) -> tuple[str, str]:
-    """A math benchmark (tiny val prompts) and a multiple-choice one built from other tiny val prompts."""
+    """A math benchmark (tiny dev prompts) and a multiple-choice one built from other tiny dev prompts."""
     from drift_verl.tiny import assets
 
-    val = pd.read_parquet(assets.tiny_val())
+    val = pd.read_parquet(assets.tiny_dev())
     math = val.iloc[:PROMPTS]
     choice = []
     for i, row in enumerate(val.iloc[PROMPTS:2 * PROMPTS].to_dict("records")):

@@ -21,19 +21,19 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from drift_verl.core.schedule import batch_digest, epoch_order, epoch_seed
+from drift_verl.core.schedule import Schedule, batch_digest
 from tests.conftest import FIXTURES, SMALL_TASK, read_metrics, with_fixture_hooks
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 
-N, PROMPTS, PER_SHARD, MINI_BATCH = 4, 32, 4, 4
+N, PROMPTS, PER_SHARD, MINI_BATCH, WINDOW = 4, 32, 4, 4, 3  # 8 shards: groups shuffled in windows of 3, 3, 2
 SHARDS, STEPS = PROMPTS // PER_SHARD, PROMPTS // MINI_BATCH
 SEED = int(os.environ.get("DRIFT_FAULT_SEED", "0"))
 ARGV = [
     "-m", "drift_verl.main", "recipe=drift", "platform=cpu", *SMALL_TASK,
     f"reward.custom_reward_function.path={FIXTURES / 'digit_reward.py'}", "trainer.logger=[console,file]",
     f"drift.max_prompts={PROMPTS}", f"drift.prompts_per_shard={PER_SHARD}",
-    f"actor_rollout_ref.actor.ppo_mini_batch_size={MINI_BATCH}",
+    f"actor_rollout_ref.actor.ppo_mini_batch_size={MINI_BATCH}", f"drift.shuffle_window={WINDOW}",
     "trainer.save_freq=2", "trainer.test_freq=4", "trainer.val_before_train=false",
 ]
 
@@ -171,8 +171,8 @@ def test_seven_faults_then_resume_lose_nothing_and_keep_the_schedule(tmp_path):
     # every step trained on the schedule's mini-batch, in every run that trained it
     (store,) = {p.parent for p in kept}
     sizes = [pq.ParquetFile(store / f"shard-{i:05d}.parquet").metadata.num_rows for i in range(SHARDS)]
-    order = epoch_order(sizes, epoch_seed(0, 0, 0))
-    expected = {step + 1: batch_digest(order[step * MINI_BATCH * N:(step + 1) * MINI_BATCH * N]) for step in range(STEPS)}
+    schedule = Schedule.of(PROMPTS, MINI_BATCH, N, WINDOW, epochs=1, rounds=1, seed=0)
+    expected = {i + 1: batch_digest(step.picks) for i, step in enumerate(schedule.remaining_steps(sizes, 0, 0))}
     logged = [(step, m["drift/update/batch_digest"]) for log in sorted(tmp_path.glob("*.jsonl"))
               for step, m in read_metrics(log).items() if "drift/update/batch_digest" in m]
     assert {step for step, _ in logged} == set(expected)

@@ -80,6 +80,21 @@ def test_a_tasks_recipe_specific_settings_apply_to_that_recipe_only():
     assert verl.data.train_batch_size == 16
 
 
+def test_drift_step_size_is_one_override_and_passes_verls_checks():
+    """data.train_batch_size follows ppo_mini_batch_size under recipe=drift (verl requires >=; DRIFT never batches
+    prompts by it), on both entry points and the paper's tasks."""
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    step = ["actor_rollout_ref.actor.ppo_mini_batch_size=16", "actor_rollout_ref.model.path=unused"]
+    for config in (_compose("recipes", "drift_main", ["recipe=drift", "platform=cpu", *step]),
+                   _compose("recipes", "drift_main", ["recipe=drift", "task=qwen2.5-3b_metamath", *step]),
+                   _compose("verl.trainer.config", "ppo_trainer",
+                            ["+recipe=drift", "+task=tiny", "+platform=cpu", *step])):
+        assert config.data.train_batch_size == 16
+        validate_config(config, need_reference_policy(config), need_critic(config))
+
+
 def test_liger_on_the_cpu_platform_is_refused_at_start_up(monkeypatch):
     from drift_verl.integration.launch import check_platform
 

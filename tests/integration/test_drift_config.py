@@ -41,7 +41,10 @@ def test_the_tiny_task_passes_the_job_checks():
     ("+drift.health.poll=1", r"unknown key drift.health.poll;"),
     ("drift.env.answer_format=xml", r"drift.env.answer_format='xml': expected one of"),
     ("drift.epochs=0", r"drift.epochs=0: expected an integer >= 1"),
+    ("drift.shuffle_window=0", r"drift.shuffle_window=0: expected an integer >= 1"),
     ("drift.weighting=best", r"drift.weighting='best'"),
+    ("drift.normalization=global", r"drift.normalization='global': expected group or store \(alias: batch\)"),
+    ("drift.loss_normalization=sum", r"drift.loss_normalization='sum': expected mean or weight_sum"),
     ("drift.health.weight_sync_timeout_s=0", r"drift.health.weight_sync_timeout_s must be"),
     ("drift.env.verifier_timeout_s=0", r"drift.env.verifier_timeout_s=0"),
     ("drift.phases=[update]", r"drift.phases=\['update'\]: expected \[rollouts,weights,update\] or \[rollouts\] or "
@@ -52,6 +55,18 @@ def test_the_tiny_task_passes_the_job_checks():
 def test_bad_values_and_unknown_keys_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         DriftConfig.from_section(_compose(["recipe=drift", *override.split()]).drift)
+
+
+def test_weight_and_loss_normalisation_options():
+    """``batch`` is the old name of ``store`` (one normaliser over the whole store); the loss normaliser per optimizer
+    step defaults to the mean over the step's trajectories."""
+    drift = DriftConfig.from_section(_compose(["recipe=drift"]).drift)
+    assert (drift.normalization, drift.loss_normalization) == ("group", "mean")
+    for name in ("store", "batch"):
+        drift = DriftConfig.from_section(_compose(["recipe=drift", f"drift.normalization={name}",
+                                                   "drift.loss_normalization=weight_sum"]).drift)
+        assert (drift.normalization, drift.weight_config().normalization, drift.loss_normalization) == \
+            ("store", "store", "weight_sum")
 
 
 @pytest.mark.parametrize("overrides, message", [

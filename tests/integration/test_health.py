@@ -160,3 +160,26 @@ def test_monitor_reads_vllm_health_answers(local_ray):
     finally:
         _Health.status = 200
         ray.kill(actor)
+
+
+def test_a_note_goes_before_the_log_path_which_stays_the_last_field():
+    line = "the vLLM engine of rollout server s is dead (503); log: /tmp/x.err"
+    noted = health.with_note(line, "the run did not stop within 30 s: exiting")
+    assert noted.endswith("; log: /tmp/x.err") and "(the run did not stop within 30 s: exiting)" in noted
+    assert health.with_note("no log here", "n") == "no log here (n)"
+
+
+def test_the_interrupt_wakes_a_main_thread_blocked_in_a_wait():
+    """A lock wait ignores ``_thread.interrupt_main``'s flag until it returns; the monitor's signal wakes it."""
+    blocked, place = threading.Event(), []
+
+    def interrupt():
+        place.append(health.main_thread_place())
+        health.interrupt_main_thread()
+
+    threading.Timer(0.5, interrupt).start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        blocked.wait(30)
+    assert time.monotonic() - start < 10
+    assert "threading.py" in place[0] and " in wait" in place[0]  # the note names where the main thread was

@@ -12,7 +12,6 @@ from drift_verl import store as cli
 from drift_verl.core.store import TrajectoryStore
 from drift_verl.core.weights import trajectory_return
 from drift_verl.tiny import task
-from drift_verl.tiny.assets import NUM_VAL
 from tests.integration.loop_harness import run_loop
 
 pytestmark = pytest.mark.timeout(300)
@@ -73,7 +72,7 @@ def _held_out_rows(prompts: int, samples: int, seed: int = 0) -> list[dict]:
     """Reference-format trajectories on the tiny task's held-out problems: random answers, feedback after each
     wrong one, up to 5 turns, some turns without a parseable answer."""
     rng = random.Random(seed)
-    _, held_out = task.split_problems(NUM_VAL)
+    held_out = task.splits()["dev"]
     rows = []
     for problem in held_out[:prompts]:
         truth = str(sum(problem))

@@ -41,4 +41,4 @@ def test_composing_a_paper_task_builds_nothing(tmp_path, monkeypatch):
     assert built == []  # the paper task's model and data are no tiny asset
     assert default.actor_rollout_ref.model.path == "tiny_reference"
     OmegaConf.to_container(default, resolve=True)
-    assert sorted(set(built)) == ["tiny_reference", "tiny_train", "tiny_val"]
+    assert sorted(set(built)) == ["tiny_dev", "tiny_reference", "tiny_train"]  # the main job validates on dev

@@ -12,19 +12,33 @@ from drift_verl.core.answers import extract_answer_tag
 from reward_fns.exact import compute_score
 
 
-def test_a_thousand_distinct_problems_split_into_disjoint_deterministic_sets():
-    train, val = tiny_task.split_problems(128)
-    assert (train, val) == tiny_task.split_problems(128)
-    assert len(set(train)) == len(train) == 872 and len(set(val)) == len(val) == 128 and not set(train) & set(val)
-    questions = {tiny_task.question(p) for p in train + val}
-    assert len(questions) == 1000  # distinct prompts, not rephrasings of the same problem
-    assert all(tiny_task.operands(tiny_task.question(p)) == p for p in val)
-    sums = [sum(p) for p in val]  # the held-out set spans easy and hard sums
-    assert min(sums) <= 5 and max(sums) >= 22
+def test_train_dev_test_are_disjoint_deterministic_and_new():
+    splits = tiny_task.splits()
+    assert splits == tiny_task.splits()
+    train, dev, test = (set(splits[k]) for k in ("train", "dev", "test"))
+    assert (len(dev), len(test)) == (len(splits["dev"]), len(splits["test"])) == (256, 256)
+    assert len(train) == len(splits["train"]) == 1728 - 512
+    assert not train & dev and not train & test and not dev & test
+    earlier = set(tiny_task.earlier_validation_problems())  # what settings were tuned on before
+    assert len(earlier) == 128 and not earlier & (dev | test)
+    questions = {tiny_task.question(p) for split in splits.values() for p in split}
+    assert len(questions) == 1728  # distinct prompts, not rephrasings of the same problem
+    assert all(tiny_task.operands(tiny_task.question(p)) == p for p in dev | test)
+    for held_out in (dev, test):  # both span easy and hard sums
+        sums = [sum(p) for p in held_out]
+        assert min(sums) <= 5 and max(sums) >= 28
+
+
+def test_demonstrations_use_training_problems_only():
+    train = set(tiny_task.splits()["train"])
+    rows = tiny_task.demonstration_rows(3000, seed=3)
+    shown = {tiny_task.operands(row["messages"][1]["content"]) for row in rows}
+    assert shown <= train and len(shown) > 0.9 * len(train)
 
 
 def test_parquet_files_are_in_verl_schema_and_verified_by_the_reward_fn():
-    for path, split, size in ((assets.tiny_train(), "train", 872), (assets.tiny_val(), "val", assets.NUM_VAL)):
+    for path, split, size in ((assets.tiny_train(), "train", 1216), (assets.tiny_dev(), "dev", 256),
+                              (assets.tiny_test(), "test", 256)):
         frame = pd.read_parquet(path)
         assert len(frame) == size and frame["extra_info"].map(lambda e: e["split"]).eq(split).all()
         for row in frame.itertuples():

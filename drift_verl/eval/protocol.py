@@ -1,0 +1,476 @@
+"""The comparison protocol's arithmetic (``scripts/compare.py``): costs, choice on dev, confidence intervals and
+verdicts, the summary's schema and the weight-sum spread. Pure functions over recorded run results, no verl and no
+jobs, so every number the comparison reports can be checked on small recorded inputs
+(``tests/test_compare_summary.py``).
+
+A *result* is what ``scripts/compare.py`` records per finished job, ``docs/comparison/runs/<name>.json``::
+
+    {"name", "phase": "dev" | "test", "method", "seed", "settings": {...}, "split", "val_samples", "argv",
+     "job_wall_s", "store": {"folder", "sha256"} (runs on the shared store), "metrics": {step: {metric: value}}}
+
+``metrics`` are verl's file-logger metrics by step, cut to the keys the protocol reads (:func:`compact`).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable
+
+import numpy as np
+
+from drift_verl.core.metrics import validation_summary
+
+MAX_TURNS = 5
+SAMPLES_PER_PROMPT = 8  # N: the task's rollout.n, trajectories per prompt in every training step
+SINGLE_ROUND = ("sft_uniform", "sft_rejection", "drift")  # one weighted-SFT round on the shared store
+GRPO = ("grpo", "grpo_turn")
+METHODS = (*SINGLE_ROUND, "drift_rounds", *GRPO)
+SHARED_STORE = (*SINGLE_ROUND, "drift_rounds")  # round 0 trains on the shared store of the reference's rollouts
+ROWS = ("reference", *METHODS)
+SUMMARY_METRICS = ("solved_within_1", "solved_within_5", "non_repeat", "step0_solved_within_5", "wall_s",
+                   "rollout_tokens")
+BEST_GRPO = "best_grpo"  # the better of grpo / grpo_turn on dev
+DIFFERENCES = {"drift_minus_sft_rejection": ("drift", "sft_rejection"),
+               "drift_minus_sft_uniform": ("drift", "sft_uniform"),
+               "drift_minus_best_grpo": ("drift", BEST_GRPO),
+               "drift_rounds_minus_best_grpo": ("drift_rounds", BEST_GRPO)}
+NO_DIFFERENCE = "no difference measurable at this n"
+KEPT_PREFIXES = ("drift/rollout/", "drift/weights/", "timing_s/")
+KEPT_KEYS = ("drift/update/step_s", "drift/round", "response_length/mean", "critic/score/mean")
+
+
+class ProtocolError(ValueError):
+    """Results that must not be combined (another store, missing or non-chosen runs); the message says what to do."""
+
+
+# ---------------------------------------------------------------------------------------------- reading results
+def compact(metrics: dict[int, dict]) -> dict[str, dict]:
+    """verl's metrics by step, cut to what the protocol reads (validation means, rollout/update costs, timings),
+    so that each run's result is small enough to commit."""
+    def kept(key: str) -> bool:
+        parts = key.split("/")
+        validation = len(parts) == 4 and parts[0] in ("val-core", "val-aux") and parts[3].startswith("mean@")
+        return validation or key.startswith(KEPT_PREFIXES) or key in KEPT_KEYS
+
+    return {str(step): {k: v for k, v in values.items() if kept(k)} for step, values in sorted(metrics.items())}
+
+
+def by_step(result: dict) -> dict[int, dict]:
+    return {int(step): values for step, values in result["metrics"].items()}
+
+
+def validation_points(result: dict) -> list[tuple[int, dict]]:
+    """(step, the multi-turn metrics of its one data source) at each validation of the run."""
+    points = []
+    for step, values in sorted(by_step(result).items()):
+        summary = validation_summary(values)
+        if summary:
+            points.append((step, next(iter(summary.values()))))
+    return points
+
+
+def store_cost(store: dict) -> dict:
+    """The shared store's rollouts: wall-clock and response tokens of the job that made it."""
+    made = next(v for v in by_step(store).values() if "drift/rollout/wall_s" in v)
+    return {"wall_s": made["drift/rollout/wall_s"], "rollout_tokens": made["drift/rollout/response_tokens"]}
+
+
+def _step_wall(metrics: dict) -> float:
+    """A GRPO step's wall-clock without its checkpoint (only the seed-0 test runs save one, for non_repeat.py)."""
+    return metrics.get("timing_s/step", 0.0) - metrics.get("timing_s/save_checkpoint", 0.0)
+
+
+def own_cost(result: dict, step: int) -> dict:
+    """What a run spent on rollouts and updates up to (the policy after) ``step``, start-up and validation
+    excluded, leaving out the shared store (which :func:`cost_at` adds).
+
+    GRPO: each step's ``timing_s/step`` (generation, old log-probs, update, weight sync; validation is timed
+    apart; a checkpoint's save is taken out) and its response tokens (``response_length/mean`` x prompts x N).
+    DRIFT family: each update step's ``drift/update/step_s``, plus the rollouts of later rounds (iterative DRIFT),
+    logged at the step their round starts, which is the previous round's last step: spent after that step's policy,
+    before the next step's."""
+    metrics = by_step(result)
+    if result["method"] in GRPO:
+        trajectories = result["settings"]["prompts_per_step"] * SAMPLES_PER_PROMPT
+        steps = [m for s, m in metrics.items() if 0 < s <= step]
+        return {"wall_s": sum(map(_step_wall, steps)),
+                "rollout_tokens": sum(m.get("response_length/mean", 0.0) * trajectories for m in steps)}
+    rollouts = [m for s, m in metrics.items() if 0 < s < step and "drift/rollout/wall_s" in m]
+    updates = sum(m.get("drift/update/step_s", 0.0) for s, m in metrics.items() if 0 < s <= step)
+    return {"wall_s": updates + sum(m["drift/rollout/wall_s"] for m in rollouts),
+            "rollout_tokens": float(sum(m["drift/rollout/response_tokens"] for m in rollouts))}
+
+
+def cost_at(result: dict, step: int, store: dict | None) -> dict:
+    """Rollouts + updates up to ``step``; runs on the shared store pay its rollouts (each run is charged the
+    store, as a user who trains one method would pay it)."""
+    own = own_cost(result, step)
+    if result["method"] not in SHARED_STORE:
+        return own
+    shared = store_cost(store)
+    return {key: own[key] + shared[key] for key in own}
+
+
+def last_step(result: dict) -> int:
+    return max(by_step(result))
+
+
+def points(result: dict, store: dict | None) -> list[dict]:
+    """Every validation of a run with the cost spent to reach it."""
+    return [{"step": step, **_solved_within(m), "non_repeat": m["non_repeat_ratio"], **cost_at(result, step, store)}
+            for step, m in validation_points(result)]
+
+
+def _solved_within(metrics: dict) -> dict:
+    return {f"solved_within_{k}": metrics[f"solved_within_{k}"] for k in range(1, MAX_TURNS + 1)}
+
+
+def trained_points(result: dict, store: dict | None) -> list[dict]:
+    return [p for p in points(result, store) if p["step"] > 0]
+
+
+# ---------------------------------------------------------------------------------------------- choice on dev
+def tuning_entry(result: dict, store: dict | None) -> dict:
+    """One grid point's dev score: its last validation; GRPO's best validated step (the earliest of equals), which
+    becomes the setting's ``steps``."""
+    trained = trained_points(result, store)
+    if not trained:
+        raise ProtocolError(f"{result['name']}: no validation after training; delete its result and run it again")
+    if result["method"] not in GRPO:
+        return {"settings": dict(result["settings"]), "dev_solved_within_5": trained[-1]["solved_within_5"]}
+    best = max(trained, key=lambda p: p["solved_within_5"])
+    return {"settings": {**result["settings"], "steps": best["step"]}, "dev_solved_within_5": best["solved_within_5"],
+            "dev_curve": [[p["step"], p["solved_within_5"]] for p in trained]}
+
+
+def reference_dev(dev: dict[str, list[dict]]) -> float | None:
+    """The reference's dev solved-within-5: the first DRIFT grid point validates before training."""
+    step, metrics = validation_points(dev["drift"][0])[0]
+    return metrics["solved_within_5"] if step == 0 else None
+
+
+def tuning(dev: dict[str, list[dict]], store: dict | None) -> dict[str, list[dict]]:
+    return {method: [tuning_entry(r, store) for r in dev[method]] for method in METHODS}
+
+
+def choose(entries: list[dict]) -> dict:
+    """The grid point with the best dev solved-within-5 (the first in grid order among equals)."""
+    return max(entries, key=lambda e: e["dev_solved_within_5"])
+
+
+def best_grpo(chosen_entries: dict[str, dict]) -> str:
+    """The better GRPO variant on dev (``grpo`` among equals): the one DRIFT is measured against."""
+    return max(GRPO, key=lambda m: chosen_entries[m]["dev_solved_within_5"])
+
+
+def tuning_cost(method: str, results: list[dict], store: dict | None) -> dict:
+    """The whole dev grid of a method: every run in full (GRPO: all its steps, since its step is chosen from the
+    whole curve), the shared store's rollouts once."""
+    total = {"rollout_tokens": 0.0, "wall_s": 0.0}
+    for result in results:
+        for key, value in own_cost(result, last_step(result)).items():
+            total[key] += value
+    if method in SHARED_STORE:
+        for key, value in store_cost(store).items():
+            total[key] += value
+    return total
+
+
+# ---------------------------------------------------------------------------------------------- statistics
+def _continued_fraction(a: float, b: float, x: float) -> float:
+    """Lentz's continued fraction of the incomplete beta function (Numerical Recipes, betacf)."""
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 500):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _incomplete_beta(a: float, b: float, x: float) -> float:
+    """The regularised incomplete beta function I_x(a, b)."""
+    if x <= 0.0 or x >= 1.0:
+        return max(0.0, min(1.0, x))
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _continued_fraction(a, b, x) / a
+    return 1.0 - front * _continued_fraction(b, a, 1.0 - x) / b
+
+
+def t_cdf(t: float, dof: float) -> float:
+    """Student's t distribution function, for any (also fractional: Welch) degrees of freedom."""
+    tail = 0.5 * _incomplete_beta(dof / 2.0, 0.5, dof / (dof + t * t))
+    return 1.0 - tail if t > 0 else tail
+
+
+def t_quantile(p: float, dof: float) -> float:
+    """Student's t quantile by bisection on :func:`t_cdf` (scipy is not part of the install)."""
+    if p < 0.5:
+        return -t_quantile(1.0 - p, dof)
+    high = 1.0
+    while t_cdf(high, dof) < p:
+        high *= 2.0
+    low = 0.0
+    for _ in range(200):
+        middle = (low + high) / 2.0
+        low, high = (middle, high) if t_cdf(middle, dof) < p else (low, middle)
+    return (low + high) / 2.0
+
+
+def paired_ci(a: list[float], b: list[float], level: float = 0.95) -> tuple[float, list[float] | None]:
+    """Mean of the per-seed differences a_i - b_i and its t interval with n - 1 degrees of freedom."""
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    mean = statistics.fmean(diffs)
+    if len(diffs) < 2:
+        return mean, None
+    half = t_quantile((1 + level) / 2, len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    return mean, [mean - half, mean + half]
+
+
+def welch_ci(a: list[float], b: list[float], level: float = 0.95) -> tuple[float, list[float] | None]:
+    """Difference of means with Welch's interval (unequal variances, Welch-Satterthwaite degrees of freedom)."""
+    mean = statistics.fmean(a) - statistics.fmean(b)
+    if min(len(a), len(b)) < 2:
+        return mean, None
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    if va + vb == 0:
+        return mean, [mean, mean]
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = t_quantile((1 + level) / 2, dof) * math.sqrt(va + vb)
+    return mean, [mean - half, mean + half]
+
+
+def verdict(ci: list[float] | None) -> str:
+    if ci is not None and ci[0] > 0:
+        return "better"
+    if ci is not None and ci[1] < 0:
+        return "worse"
+    return NO_DIFFERENCE
+
+
+def order_key(method: str, settings: dict, store: dict | None) -> tuple | None:
+    """What fixes a run's mini-batches besides its seed: single-round offline methods on one store with the same
+    prompts per step and epochs train the same whole groups in the same steps for a seed (None: no such order)."""
+    if method not in SINGLE_ROUND:
+        return None
+    return settings["prompts_per_step"], settings["epochs"], store["sha256"]
+
+
+def difference(a_rows: list[dict], b_rows: list[dict], paired: bool, metric: str = "solved_within_5") -> dict:
+    """a - b on the test split over seeds: paired per seed where both share the order, else Welch's."""
+    if paired:
+        b_by_seed = {r["seed"]: r[metric] for r in b_rows}
+        a_values = [r[metric] for r in a_rows]
+        mean, ci = paired_ci(a_values, [b_by_seed[r["seed"]] for r in a_rows])
+        n = len(a_values)
+    else:
+        mean, ci = welch_ci([r[metric] for r in a_rows], [r[metric] for r in b_rows])
+        n = min(len(a_rows), len(b_rows))
+    return {"mean": mean, "ci95": ci, "verdict": verdict(ci), "paired": paired, "n": n}
+
+
+def mean_std(values: list[float]) -> dict:
+    """Mean and sample standard deviation (n - 1; 0 for one value)."""
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+# ---------------------------------------------------------------------------------------------- test rows
+def seed_row(result: dict, store: dict | None, step0: float) -> dict:
+    """A test run's numbers at its chosen point: the end of training (GRPO: the chosen step, its last)."""
+    final = trained_points(result, store)[-1]
+    steps = result["settings"].get("steps")
+    if steps is not None and final["step"] != steps:
+        raise ProtocolError(f"{result['name']}: last validation at step {final['step']}, not the chosen step {steps}")
+    return {"seed": result["seed"], **{k: v for k, v in final.items() if k != "step"},
+            "step0_solved_within_5": step0, "job_wall_s": result["job_wall_s"]}
+
+
+def step0_by_seed(test: dict[str, list[dict]]) -> dict[int, dict]:
+    """The reference's test scores per seed: the step-0 validation of that seed's DRIFT run."""
+    found = {}
+    for result in test["drift"]:
+        step, metrics = validation_points(result)[0]
+        if step != 0:
+            raise ProtocolError(f"{result['name']}: no step-0 validation (the reference's test score)")
+        found[result["seed"]] = metrics
+    return found
+
+
+def seed_rows(test: dict[str, list[dict]], store: dict | None) -> dict[str, list[dict]]:
+    """Per method, one row per test seed (the reference: its step-0 scores, at no cost)."""
+    references = step0_by_seed(test)
+    rows = {"reference": [{"seed": seed, **_solved_within(m), "non_repeat": m["non_repeat_ratio"],
+                           "step0_solved_within_5": m["solved_within_5"], "wall_s": 0.0, "rollout_tokens": 0.0,
+                           "job_wall_s": 0.0} for seed, m in sorted(references.items())]}
+    for method in METHODS:
+        rows[method] = []
+        for result in test[method]:
+            first_step, first = validation_points(result)[0]
+            step0 = first if first_step == 0 else references[result["seed"]]
+            rows[method].append(seed_row(result, store, step0["solved_within_5"]))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- frontier and cost
+def frontier(test: dict[str, list[dict]], store: dict | None, rows: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """Test solved-within-5 against cost, mean over seeds (``std`` for error bars), at every trained validation
+    the seeds share: GRPO's steps, iterative DRIFT's rounds, one point for the single-round methods; the
+    reference at no cost."""
+    result = {"reference": [{"rollout_tokens": 0.0, "wall_s": 0.0,
+                             "solved_within_5": mean_std([r["solved_within_5"] for r in rows["reference"]])["mean"]}]}
+    for method in METHODS:
+        per_seed = [{p["step"]: p for p in trained_points(r, store)} for r in test[method]]
+        shared = sorted(set.intersection(*(set(s) for s in per_seed)))
+        curve = []
+        for step in shared:
+            stats = {key: mean_std([s[step][key] for s in per_seed]) for key in ("rollout_tokens", "wall_s",
+                                                                                 "solved_within_5")}
+            curve.append({"step": step, **{key: value["mean"] for key, value in stats.items()},
+                          "solved_within_5_std": stats["solved_within_5"]["std"]})
+        result[method] = curve
+    return result
+
+
+def grpo_rollout_share(results: Iterable[dict]) -> float:
+    """The share of a GRPO step's wall-clock spent generating (``timing_s/gen`` / ``timing_s/step``), mean over runs."""
+    shares = []
+    for result in results:
+        steps = [m for s, m in by_step(result).items() if s > 0 and "timing_s/step" in m]
+        shares.append(sum(m.get("timing_s/gen", 0.0) for m in steps) / sum(map(_step_wall, steps)))
+    return statistics.fmean(shares)
+
+
+def cost_to_reach(curve: list[dict], target: float) -> dict | None:
+    """The first point of a mean curve whose solved-within-5 reaches ``target``."""
+    return next((p for p in curve if p["solved_within_5"] >= target - 1e-9), None)
+
+
+def drift_vs_grpo(rows: dict[str, list[dict]], curves: dict[str, list[dict]], grpo: str) -> dict:
+    """DRIFT's cost over the chosen GRPO's cost to reach that GRPO's mean test solved-within-5 (its mean curve's
+    first point at or above it); null ratios when DRIFT's mean does not reach it."""
+    target = statistics.fmean(r["solved_within_5"] for r in rows[grpo])
+    drift = {key: statistics.fmean(r[key] for r in rows["drift"]) for key in ("solved_within_5", "wall_s",
+                                                                             "rollout_tokens")}
+    reached = cost_to_reach(curves[grpo], target)
+    ok = drift["solved_within_5"] >= target - 1e-9 and reached is not None
+    return {"target_solved_within_5": target, "grpo_variant": grpo,
+            "wall_ratio": drift["wall_s"] / reached["wall_s"] if ok else None,
+            "token_ratio": drift["rollout_tokens"] / reached["rollout_tokens"] if ok else None}
+
+
+# ---------------------------------------------------------------------------------------------- weight health
+def old_order_steps(shard_sizes: list[int], epoch_seeds: list[int], rows_per_step: int = 32) -> list[list[int]]:
+    """Store rows (flat indices) of each step under the order before whole-group steps, one epoch per seed: shards
+    in random order, rows shuffled within each shard, 32-row steps (4 prompts x 8), the last partial step left
+    out. A step then holds parts of groups, so its weights need not average one."""
+    offsets = np.concatenate([[0], np.cumsum(shard_sizes)])
+    steps = []
+    for seed in epoch_seeds:
+        rng = np.random.default_rng(seed)
+        shards = rng.permutation(len(shard_sizes))
+        order = [int(offsets[s] + r) for s in shards for r in rng.permutation(shard_sizes[s])]
+        steps += [order[i:i + rows_per_step] for i in range(0, len(order) - rows_per_step + 1, rows_per_step)]
+    return steps
+
+
+def spread(values: Iterable[float]) -> dict:
+    values = np.asarray(list(values), dtype=np.float64)
+    quantiles = np.percentile(values, [0, 5, 50, 95, 100])
+    return dict(zip(("min", "p5", "median", "p95", "max"), map(float, quantiles)))
+
+
+def step_weight_spread(weights: np.ndarray, steps: list[list[int]]) -> dict:
+    """Spread over steps of (sum of the step's weights) / (its rows): 1 when the step's weights average one."""
+    return {"rows_per_step": len(steps[0]), "steps": len(steps),
+            **spread(float(np.sum(weights[step])) / len(step) for step in steps)}
+
+
+def weight_health(weights: np.ndarray, groups: np.ndarray, solved: np.ndarray, diagnostics: dict,
+                  old_steps: list[list[int]], group_steps: list[list[int]]) -> dict:
+    """The chosen DRIFT setting's weights on the shared store: ESS and all-fail groups (the project's
+    diagnostics), groups with exactly one success (whose success then carries the group, weight near N), and the
+    per-step weight sums under the old order vs whole-group steps."""
+    successes = np.bincount(groups, weights=np.asarray(solved, dtype=np.float64))
+    return {"ess_fraction": diagnostics["weights/ess_fraction_mean"],
+            "all_fail_group_share": diagnostics["weights/all_fail_group_share"],
+            "lone_success_share": float(np.mean(successes == 1)),
+            "max_weight": diagnostics["weights/max"],
+            "step_weight_sum_per_row": {"old_order": step_weight_spread(weights, old_steps),
+                                        "whole_groups": step_weight_spread(weights, group_steps)}}
+
+
+# ---------------------------------------------------------------------------------------------- the report
+def check_store(store: dict, results: Iterable[dict]) -> None:
+    """Refuse results trained on another store than the shared one: their differences would mix rollouts."""
+    foreign = sorted(r["name"] for r in results if r["method"] in SHARED_STORE and r.get("store") != store["store"])
+    if foreign:
+        raise ProtocolError(
+            f"results trained on another trajectory store than {store['store']['folder']} (sha256 "
+            f"{store['store']['sha256'][:12]}): {', '.join(foreign)}. Delete those results to retrain them on this "
+            "store, or restore the store they were trained on together with its own result (store.json)")
+
+
+def check_chosen(test: dict[str, list[dict]], chosen: dict[str, dict]) -> None:
+    """Every test result is of its method's chosen setting (the test split is spent on nothing else)."""
+    stray = sorted(r["name"] for m in METHODS for r in test[m] if r["settings"] != chosen[m])
+    if stray:
+        raise ProtocolError(f"test results of settings not chosen on dev: {', '.join(stray)}")
+
+
+def report(dev: dict[str, list[dict]], test: dict[str, list[dict]], store: dict, split: dict,
+           health: dict | None) -> dict:
+    """Everything the comparison reports (comparison.json), from the dev and test results of every method, the
+    store's result, the split sizes and the weight health (:func:`summary` keeps the fixed schema)."""
+    check_store(store, [r for runs in (*dev.values(), *test.values()) for r in runs])
+    entries = tuning(dev, store)
+    chosen_entries = {method: choose(entries[method]) for method in METHODS}
+    chosen = {method: entry["settings"] for method, entry in chosen_entries.items()}
+    check_chosen(test, chosen)
+    grpo = best_grpo(chosen_entries)
+    rows = seed_rows(test, store)
+    curves = frontier(test, store, rows)
+    sides = {**{m: m for m in METHODS}, BEST_GRPO: grpo}
+    differences = {}
+    for name, (a, b) in DIFFERENCES.items():
+        a, b = sides[a], sides[b]
+        key_a = order_key(a, chosen[a], test[a][0].get("store"))
+        paired = key_a is not None and key_a == order_key(b, chosen[b], test[b][0].get("store")) and (
+            sorted(r["seed"] for r in rows[a]) == sorted(r["seed"] for r in rows[b]))
+        differences[name] = {**difference(rows[a], rows[b], paired), "methods": [a, b]}
+    return {"split": split, "samples_per_prompt": test["drift"][0]["val_samples"],
+            "seeds": sorted(r["seed"] for r in rows["drift"]), "store": store["store"],
+            "tuning": entries, "reference_dev_solved_within_5": reference_dev(dev), "chosen": chosen, "best_grpo": grpo,
+            "tuning_cost": {m: tuning_cost(m, dev[m], store) for m in METHODS},
+            "rows": rows, "differences": differences, "frontier": curves,
+            "drift_vs_grpo": drift_vs_grpo(rows, curves, grpo),
+            "grpo_rollout_share": grpo_rollout_share(test[grpo]), "weight_health": health}
+
+
+def summary(full: dict) -> dict:
+    """docs/comparison/summary.json: the fixed schema (validation_prompts and samples_per_prompt describe the
+    test split)."""
+    methods = {name: {metric: mean_std([r[metric] for r in full["rows"][name]]) for metric in SUMMARY_METRICS}
+               for name in ROWS}
+    return {"validation_prompts": full["split"]["test_problems"], "samples_per_prompt": full["samples_per_prompt"],
+            "seeds": full["seeds"], "methods": methods,
+            "drift_vs_grpo": {k: full["drift_vs_grpo"][k] for k in ("target_solved_within_5", "wall_ratio",
+                                                                    "token_ratio")},
+            "split": full["split"],
+            "tuning": {m: [{k: e[k] for k in ("settings", "dev_solved_within_5")} for e in entries]
+                       for m, entries in full["tuning"].items()},
+            "chosen": full["chosen"], "tuning_cost": full["tuning_cost"],
+            "differences": {name: {k: d[k] for k in ("mean", "ci95", "verdict", "paired", "n")}
+                            for name, d in full["differences"].items()},
+            "frontier": {m: [{k: p[k] for k in ("rollout_tokens", "wall_s", "solved_within_5")} for p in curve]
+                         for m, curve in full["frontier"].items()},
+            "grpo_rollout_share": full["grpo_rollout_share"], "weight_health": full["weight_health"]}

@@ -1,0 +1,62 @@
+"""One optimizer step of DRIFT's trainer (``_update``) normalises the whole step's weights before verl splits it
+(``drift.loss_normalization``); verl's actor worker is replaced by one that records what it was given."""
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+from verl.utils import tensordict_utils as tu
+
+from drift_verl.integration import trainer as trainer_module
+from drift_verl.integration.config import DriftConfig
+from drift_verl.integration.trainer import DriftTrainer
+
+ROWS = [{"prompt_ids": [5, 6], "response_ids": [7, 8, 9], "response_mask": [1, 1, 1], "turn_spans": [[0, 3]]}] * 4
+
+
+class _Actor:
+    def __init__(self):
+        self.batches = []
+
+    def update_actor(self, batch):
+        self.batches.append(batch)
+        metrics = {"mfu": [0.0], "drift/nll_sum": [4.0], "drift/nll_seqs": [4.0]}
+        return tu.get_tensordict(tensor_dict={}, non_tensor_dict={"metrics": metrics})
+
+
+def _trainer(mode: str) -> DriftTrainer:
+    trainer = object.__new__(DriftTrainer)  # no workers: only the step's own arithmetic runs
+    trainer.config = OmegaConf.create({"data": {"max_prompt_length": 4, "max_response_length": 4}})
+    trainer.tokenizer = type("Tokenizer", (), {"pad_token_id": 0})()
+    trainer.drift = DriftConfig(loss_normalization=mode)
+    trainer.actor_rollout_wg = _Actor()
+    return trainer
+
+
+@pytest.mark.parametrize("mode, expected", [
+    ("mean", [2.0, 0.0, 1.0, 0.0]),
+    ("weight_sum", [8 / 3, 0.0, 4 / 3, 0.0]),  # x B / sum(w) = 4 / 3
+])
+def test_the_step_is_normalised_before_verl_splits_it(monkeypatch, mode, expected):
+    given, real = [], trainer_module.padded_batch
+
+    def recording(rows, weights, *args):
+        given.append(weights)
+        return real(rows, weights, *args)
+
+    monkeypatch.setattr(trainer_module, "padded_batch", recording)
+    trainer = _trainer(mode)
+    metrics = trainer._update(ROWS, np.array([2.0, 0.0, 1.0, 0.0]))
+    assert given[0] == pytest.approx(expected)
+    assert metrics["drift/update/weight_sum"] == 3.0 and metrics["actor/drift/nll"] == 1.0
+    (batch,) = trainer.actor_rollout_wg.batches
+    assert tu.get(batch, "global_batch_size") == tu.get(batch, "mini_batch_size") == 4  # verl's 1/B: the whole step
+
+
+def test_a_step_without_weight_trains_nothing():
+    trainer = _trainer("weight_sum")
+    metrics = trainer._update(ROWS, np.zeros(4))  # rejection weighting, no success in this step
+    assert metrics["drift/update/weight_sum"] == 0.0
+    (batch,) = trainer.actor_rollout_wg.batches
+    advantages = batch["advantages"]
+    values = advantages.values() if advantages.is_nested else advantages
+    assert float(values.abs().sum()) == 0.0
