@@ -43,7 +43,8 @@ def tiny_model_path() -> str:
 
 def run_job(argv: list[str], workdir: Path, timeout: int = 900, env: dict | None = None
             ) -> tuple[subprocess.CompletedProcess, dict]:
-    """Run a training command as a user would, with verl's file logger on; returns (process, metrics)."""
+    """Run a training command as a user would; returns (process, metrics from verl's file logger in the run folder
+    the job names, when the command turns it on)."""
     proc, metrics, _ = runs.run_job(argv, workdir, timeout, env)
     return proc, metrics
 

@@ -104,11 +104,13 @@ class DriftConfig:
     store: str | None = None
     phases: list[str] = dataclasses.field(default_factory=lambda: list(PHASES))
     seed: int = 0
+    console: str = "auto"  # auto | quiet | full: the console of python -m drift_verl.main (integration/quiet.py)
     env: EnvConfig = dataclasses.field(default_factory=EnvConfig)
     health: HealthConfig = dataclasses.field(default_factory=HealthConfig)
 
     def __post_init__(self):
         _check(self.recipe in ("drift", "grpo"), "recipe", "drift or grpo (set by recipe=...)", self.recipe)
+        _check(self.console in ("auto", "quiet", "full"), "console", "auto, quiet or full", self.console)
         _check(_number(self.gamma) and 0 < self.gamma <= 1, "gamma", "a number in (0, 1]", self.gamma)
         _check(_number(self.beta) and self.beta > 0, "beta", "a number > 0", self.beta)
         _check(_number(self.repetition_coef) and self.repetition_coef >= 0, "repetition_coef", "a number >= 0",

@@ -29,6 +29,7 @@ import urllib.error
 import urllib.request
 
 from drift_verl.core.errors import ClearError
+from drift_verl.integration import console
 
 PREFIX = "drift-verl: job failed: "
 _ROLLOUT_SERVER = re.compile(r"^vllm_server_\d+_\d+")
@@ -251,12 +252,12 @@ class JobMonitor:
                 continue
             self.error = line
             if self.announce:
-                print(PREFIX + line, file=sys.stderr, flush=True)
+                console.report_failure(PREFIX + line)
             interrupt_main_thread()  # the driver's main thread reports the line (drift_verl.integration.launch.JobFailed)
             time.sleep(self.config.grace_s)  # if it sits in a call that ignores the interrupt, end the process
             note = (f"the run did not stop within {self.config.grace_s:.0f} s (drift.health.grace_s), its main thread "
                     f"blocked in {main_thread_place()}: exiting")
-            print(PREFIX + with_note(line, note), file=sys.stderr, flush=True)
+            console.report_failure(PREFIX + with_note(line, note))  # the terminal, also with a quiet console
             os._exit(1)
 
 

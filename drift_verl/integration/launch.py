@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import verl  # noqa: F401  (loads drift_verl.integration.plugin like every verl process does)
 from drift_verl.core.store import StoreError
+from drift_verl.integration import console
 from drift_verl.integration.config import ConfigError, DriftConfig, check_job
 from drift_verl.integration.health import PREFIX, JobMonitor
 from drift_verl.platform import cpu as platform_cpu
@@ -72,6 +73,8 @@ def run(config: DictConfig) -> None:
         check_job(config, drift)
     except (ConfigError, StoreError) as error:
         raise StartupError(str(error)) from None
+    with console.on_terminal():  # the embedded reference policy is built here on first use, its bar on the terminal
+        str(config.actor_rollout_ref.model.path)
     with JobMonitor(drift.health) as monitor:
         try:
             verl_main.__wrapped__(config)  # verl's own main body: auto_set_device, validate_config, run_ppo

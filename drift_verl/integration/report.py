@@ -29,6 +29,19 @@ def rollout_quality(store: TrajectoryStore, max_turns: int) -> tuple[dict, dict]
     return metrics, logged
 
 
+def validation_line(step: int, metrics: dict, seconds: float) -> str:
+    """One line per validation: per data source scored by the feedback loop, solved within the first turn and
+    within all turns, and the non-repeat ratio (verl's own line holds hundreds of metrics)."""
+    parts = []
+    for source, values in validation_summary(metrics).items():
+        turns = sorted(int(n.rsplit("_", 1)[1]) for n in values if n.startswith("solved_within_"))
+        shown = [f"solved<={t} {values[f'solved_within_{t}']:.3f}" for t in dict.fromkeys([turns[0], turns[-1]])]
+        if "non_repeat_ratio" in values:
+            shown.append(f"non-repeat {values['non_repeat_ratio']:.3f}")
+        parts.append(f"{source}: " + ", ".join(shown))
+    return f"[drift] validation at step {step}: " + ("; ".join(parts) or "done") + f" ({seconds:.0f} s)"
+
+
 def summary(phase_times: dict[str, float], validation_history: list[tuple[int, dict]], run_dir: Path | None,
             store: TrajectoryStore | None) -> str:
     """Time per phase, validation from the first to the last point, and where the outputs are (``run_dir``: None

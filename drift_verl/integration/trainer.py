@@ -46,7 +46,7 @@ from drift_verl.core.store import (StoreError, TrajectoryStore, content_identity
                                    rollout_spec)
 from drift_verl.core.weights import step_weights
 from drift_verl.core import plots
-from drift_verl.integration import report
+from drift_verl.integration import console, report, run_files
 from drift_verl.integration.config import DriftConfig
 from drift_verl.integration.replicas import ReplicaLifecycle
 from drift_verl.integration.rollout_io import ShardRolloutBuffer, VerlRollouts
@@ -139,7 +139,7 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
             self._replicas_current()  # the round's frozen reference: the policy as the round starts
         rollouts = VerlRollouts(self.train_dataset, self.agent_loop_manager, self.replay_buffer, self.global_steps)
         start = time.time()
-        with tqdm(total=store.num_shards, initial=store.num_shards - len(missing),
+        with tqdm(total=store.num_shards, initial=store.num_shards - len(missing), file=console.bar_file(),
                   desc=f"DRIFT round {round_index} phase 1: rollouts (shards)") as bar:
             trajectories, tokens = fill_missing_shards(store, missing, self.drift.shards_in_flight, rollouts,
                                                        on_written=lambda _shard: bar.update(1))
@@ -152,7 +152,7 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
                       "drift/rollout/tokens_per_s": tokens / wall if trajectories else 0.0})
         self.logger.log(data=stats, step=self.global_steps)
         self.phase_times[f"round {round_index} phase 1 (rollouts)"] = wall
-        print(f"[drift] trajectory store: {store.dir}")
+        console.say(f"[drift] trajectory store: {store.dir}")
         return store
 
     def _stored(self, round_index: int) -> TrajectoryStore:
@@ -166,7 +166,7 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
         # the environment that made the store (an imported one records its longest conversation)
         self.reference_metrics, stats = report.rollout_quality(store, int(store.spec["env"]["max_turns"]))
         self.logger.log(data=stats, step=self.global_steps)
-        print(f"[drift] trajectory store: {store.dir} (phase 1 skipped: drift.phases={self.drift.phases})")
+        console.say(f"[drift] trajectory store: {store.dir} (phase 1 skipped: drift.phases={self.drift.phases})")
         return store
 
     # ------------------------------------------------------------------ phase 2: weights
@@ -181,8 +181,9 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
         plots.turn_plot(self.reference_metrics, drift.env.max_turns, plots_dir / f"round{round_index}_reference_by_turn.png")
         (plots_dir / f"round{round_index}_weights.json").write_text(json.dumps({**stats, "histogram": histogram}, indent=2))
         self.phase_times[f"round {round_index} phase 2 (weights)"] = time.time() - start
-        print(f"[drift] weights: ESS fraction {stats['weights/ess_fraction_mean']:.3f}, max {stats['weights/max']:.2f}"
-              f", degenerate groups {stats['weights/degenerate_group_share']:.2%}; plot {png}")
+        console.say(f"[drift] weights: ESS fraction {stats['weights/ess_fraction_mean']:.3f}, max "
+                    f"{stats['weights/max']:.2f}, degenerate groups {stats['weights/degenerate_group_share']:.2%}; "
+                    f"plot {png}")
         return weights
 
     # ------------------------------------------------------------------ phase 3: weighted SFT
@@ -211,7 +212,7 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
         offsets = np.concatenate([[0], np.cumsum(sizes)])
         cache: dict[int, list[dict]] = {}  # shards of the window(s) the current step falls in, read when first used
         with tqdm(total=schedule.steps_per_round, initial=self.global_steps - schedule.round_start(round_index),
-                  desc=f"DRIFT round {round_index} phase 3: weighted SFT (steps)") as bar:
+                  file=console.bar_file(), desc=f"DRIFT round {round_index} phase 3: weighted SFT (steps)") as bar:
             for epoch, picks, window in schedule.remaining_steps(sizes, round_index, self.global_steps):
                 for shard in set(cache) - window:
                     del cache[shard]
@@ -233,13 +234,22 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
         if end_of_round or (trainer.save_freq > 0 and self.global_steps % trainer.save_freq == 0):
             self._save_checkpoint()  # always at the end of a round: the next round's reference
         if end_of_round or (trainer.test_freq > 0 and self.global_steps % trainer.test_freq == 0):
-            self.logger.log(data=self._validate_current(), step=self.global_steps)
+            self.logger.log(data=self._validation(), step=self.global_steps)
             if not end_of_round:
                 self._sleep_replicas()  # training goes on
+
+    def _validation(self) -> dict:
+        """verl's validation on the current policy, with one line for the user: the metrics that matter."""
+        start = time.time()
+        console.show(f"[drift] validation at step {self.global_steps} ...")
+        metrics = self._validate_current()
+        console.say(report.validation_line(self.global_steps, metrics, time.time() - start))
+        return metrics
 
     # ------------------------------------------------------------------ driver
     def fit(self, agent_loop_manager):
         self.agent_loop_manager, trainer = agent_loop_manager, self.config.trainer
+        run_files.ensure_metrics_path(run_files.run_dir(self.config))  # verl's file logger: into the run folder
         self.logger = Tracking(project_name=trainer.project_name, experiment_name=trainer.experiment_name,
                                default_backend=trainer.logger, config=OmegaConf.to_container(self.config, resolve=True))
         # verl's validation logs trainer.log_val_generations samples through it
@@ -247,7 +257,7 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
         self.phase_times, self.validation_history, self.reference_metrics = {}, [], {}
         store = None  # stays None when a resumed run had already finished every round
         if self.global_steps == 0 and self.drift.trains and trainer.get("val_before_train", True):
-            self.logger.log(data=self._validate_current(), step=0)
+            self.logger.log(data=self._validation(), step=0)
         for round_index in range(self.schedule.position(self.global_steps).round, self.drift.rounds):
             store = self._phase_rollouts(round_index) if self.drift.rolls_out else self._stored(round_index)
             self._sleep_replicas()
@@ -256,5 +266,6 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
             weights = self._phase_weights(store, round_index)
             self._phase_update(store, weights, round_index)
         self._shutdown_dump_executor()
-        print(report.summary(self.phase_times, self.validation_history, self._run_dir() if self.drift.trains else None,
-                             store))
+        console.say(report.summary(self.phase_times, self.validation_history,
+                                   self._run_dir() if self.drift.trains else None, store))
+        console.close()  # the driver's quiet console stops waiting for this process

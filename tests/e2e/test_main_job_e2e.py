@@ -1,6 +1,7 @@
 """The README's main-job command, as written there, on a shortened setting (fewer prompts and validation
 samples). The embedded reference policy is the real one: built by verl's SFT trainer on first use (about 6
-minutes on 2 cores) and cached."""
+minutes on 2 cores) and cached. Its console is the quiet one a newcomer sees: progress, one line per validation,
+the phase lines and the summary, under the line budget; verl's, Ray's and vLLM's output is in the run's log."""
 
 import json
 import re
@@ -14,6 +15,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 SHORTER = ["drift.max_prompts=16", "drift.epochs=2", "actor_rollout_ref.rollout.val_kwargs.n=4",
            "trainer.logger=[console,file]"]
+CONSOLE_BUDGET = 60  # lines, a progress bar counted by its final state
 
 
 def readme_main_job() -> list[str]:
@@ -36,7 +38,36 @@ def test_readme_main_job_runs_and_prints_the_summary(tmp_path):
     # the embedded reference policy answers: 16 prompts x 8 samples, about 60% solved within 5 turns
     assert metrics[0]["drift/reference/solved_within_5"] > 0.2
     assert metrics[8]["training/global_step"] == 8
+    _the_console_is_quiet_and_the_log_has_the_rest(proc, tmp_path)
     _imports_as_the_agent_loop_made_it(tmp_path)
+
+
+def console_lines(text: str) -> list[str]:
+    """The lines a terminal ends up showing: a progress bar rewritten with carriage returns counts once."""
+    return [line.split("\r")[-1] for line in text.split("\n") if line.split("\r")[-1].strip()]
+
+
+def _the_console_is_quiet_and_the_log_has_the_rest(proc, workdir):
+    run = workdir / "checkpoints" / "drift_verl" / "drift_tiny"
+    out, err = console_lines(proc.stdout), console_lines(proc.stderr)
+    assert len(out) + len(err) < CONSOLE_BUDGET, "\n".join(out + err)
+    assert out[0] == f"drift-verl: run folder: {run}"
+    assert out[1].startswith(f"drift-verl: log: {run / 'console.log'} ")
+    assert out[-1] == f"drift-verl: log: {run / 'console.log'}; metrics: {run / 'metrics.jsonl'}"
+    validations = [line for line in out if line.startswith("[drift] validation at step")]
+    assert [line.split(":")[0] for line in validations] == ["[drift] validation at step 0", "[drift] validation at step 8"]
+    assert all(re.search(r"drift_tiny_add: solved<=1 \d\.\d{3}, solved<=5 \d\.\d{3}, non-repeat \d\.\d{3}", line)
+               for line in validations), validations
+    assert any(line.startswith("[drift] trajectory store: ") for line in out)
+    assert any(line.startswith("[drift] weights: ESS fraction") for line in out)
+    for bar in ("DRIFT round 0 phase 1: rollouts (shards): 100%", "DRIFT round 0 phase 3: weighted SFT (steps): 100%"):
+        assert any(line.startswith(bar) for line in err), (bar, err)
+    console = proc.stdout + proc.stderr
+    log = (run / "console.log").read_text()
+    for verl_output in ("ray init kwargs", "(TaskRunnerV1 pid=", "engine is not available",
+                        f"Creating file logger at {run / 'metrics.jsonl'}"):  # verl's tracker got the run's file
+        assert verl_output in log and verl_output not in console, verl_output
+    assert "DRIFT finished" in log  # the summary is in the log too
 
 
 def _imports_as_the_agent_loop_made_it(workdir):
