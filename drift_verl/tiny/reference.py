@@ -30,7 +30,7 @@ SFT_SETTINGS = {
     "optim.lr": 3e-3,
     "optim.betas": "[0.9,0.95]",  # a short memory of the format tokens' early, large gradients
     "optim.lr_warmup_steps_ratio": 0.05,
-    "optim.lr_scheduler_type": "cosine",
+    "optim.lr_scheduler_type": "cosine",  # 0.206 at turn 1 on dev where constant gave 0.127; fine-tune well below 3e-3
 }
 
 

@@ -174,12 +174,13 @@ class Bench:
     def epoch_drift(self) -> float:
         """The trainer's phase 3: rows read from the store shard by shard, then DriftTrainer._update per
         mini-batch (building the batch and converting it to verl's layout are timed too)."""
+        from drift_verl.integration.config import DriftConfig
         from drift_verl.integration.trainer import TRAIN_COLUMNS, DriftTrainer
 
         size = self.args.mini_batch
         trainer = SimpleNamespace(
             config=self.config, tokenizer=self.tokenizer, actor_rollout_wg=self.worker,
-            drift=SimpleNamespace(train_turns="all", seed=0),
+            drift=DriftConfig(train_turns="all", seed=0),  # the defaults of every other drift: option
         )
         self.worker.set_loss_fn(self.loss["drift"])
         start = time.perf_counter()
