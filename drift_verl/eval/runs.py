@@ -18,6 +18,7 @@ from pathlib import Path
 from drift_verl.integration.run_files import ENV as FILE_LOGGER_ENV, read_metrics_file, read_run_metrics
 
 RUN_FOLDER = re.compile(r"^drift-verl: run folder: (.+)$", re.M)
+FILE_LOGGER = re.compile(r"Creating file logger at (\S+\.jsonl)")  # verl's own line, where no run folder is named
 
 
 def read_metrics(path: Path) -> dict[int, dict]:
@@ -57,8 +58,13 @@ def _job_metrics(proc: subprocess.CompletedProcess, workdir: Path, chosen: str |
     if chosen:
         path = workdir / chosen
         return read_metrics(path) if path.exists() else {}
-    folder = RUN_FOLDER.search(proc.stdout + proc.stderr)
-    return read_metrics(Path(folder.group(1))) if folder and Path(folder.group(1)).is_dir() else {}
+    output = proc.stdout + proc.stderr
+    folder = RUN_FOLDER.search(output)
+    if folder:
+        return read_metrics(Path(folder.group(1))) if Path(folder.group(1)).is_dir() else {}
+    logged = FILE_LOGGER.findall(output)  # python -m verl.trainer.main_ppo +recipe=grpo: verl's default place
+    path = workdir / logged[-1] if logged else None
+    return read_metrics(path) if path and path.is_file() else {}
 
 
 def tail(proc: subprocess.CompletedProcess, n: int = 60) -> str:
