@@ -28,7 +28,8 @@ from drift_verl.core import plots
 from drift_verl.core.diagnostics import weigh
 from drift_verl.core.safe_io import OutputOverInput, atomic_path, refuse_overwriting
 from drift_verl.core.store import StoreError, TrajectoryStore, returns_and_groups
-from drift_verl.core.weights import REPETITION_COEF, WeightConfig, WeightInputError
+from drift_verl.core.weights import (NORMALIZATION_ALIASES, NORMALIZATIONS, REPETITION_COEF, WeightConfig,
+                                     WeightInputError)
 from drift_verl.integration.report import rollout_quality
 
 MAX_LISTED = 20  # skipped rows printed one by one; the rest are counted
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     inspect_cmd.add_argument("--gamma", type=float, default=0.9)
     inspect_cmd.add_argument("--beta", type=float, nargs="+", default=[0.1], help="one or more (a sweep)")
     inspect_cmd.add_argument("--repetition-coef", type=float, default=REPETITION_COEF)
-    inspect_cmd.add_argument("--normalization", choices=("group", "store", "batch"), default="group",
+    inspect_cmd.add_argument("--normalization", choices=(*NORMALIZATIONS, *NORMALIZATION_ALIASES), default="group",
                              help="per prompt group, or one normaliser over the whole store (batch: old name of store)")
     inspect_cmd.add_argument("--cap", type=float, default=None)
     inspect_cmd.add_argument("--weights", type=Path, help="JSON lines: prompt_id, sample, return, weight (one beta)")

@@ -18,6 +18,8 @@ from drift_verl.core.diagnostics import diagnostics
 from drift_verl.core.reference_format import parse_reference_row, read_rows
 from drift_verl.core.safe_io import OutputOverInput, atomic_path, refuse_overwriting
 from drift_verl.core.weights import (
+    NORMALIZATION_ALIASES,
+    NORMALIZATIONS,
     REPETITION_COEF,
     WeightConfig,
     WeightInputError,
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gamma", type=float, default=0.9)
     parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--repetition-coef", type=float, default=REPETITION_COEF)
-    parser.add_argument("--normalization", choices=("group", "store", "batch"), default="group",
+    parser.add_argument("--normalization", choices=(*NORMALIZATIONS, *NORMALIZATION_ALIASES), default="group",
                         help="per prompt group, or one normaliser over the whole store (batch: old name of store)")
     parser.add_argument("--cap", type=float, default=None)
     args = parser.parse_args(argv)

@@ -77,6 +77,7 @@ def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+CONSOLE_MODES = ("auto", "quiet", "full")
 PHASES = ("rollouts", "weights", "update")
 PHASE_CHOICES = (list(PHASES), ["rollouts"], ["weights", "update"])
 
@@ -110,7 +111,7 @@ class DriftConfig:
 
     def __post_init__(self):
         _check(self.recipe in ("drift", "grpo"), "recipe", "drift or grpo (set by recipe=...)", self.recipe)
-        _check(self.console in ("auto", "quiet", "full"), "console", "auto, quiet or full", self.console)
+        _check(self.console in CONSOLE_MODES, "console", "auto, quiet or full", self.console)
         _check(_number(self.gamma) and 0 < self.gamma <= 1, "gamma", "a number in (0, 1]", self.gamma)
         _check(_number(self.beta) and self.beta > 0, "beta", "a number > 0", self.beta)
         _check(_number(self.repetition_coef) and self.repetition_coef >= 0, "repetition_coef", "a number >= 0",

@@ -29,7 +29,6 @@ from omegaconf import OmegaConf
 
 from drift_verl.integration import console, run_files
 
-MODES = ("auto", "quiet", "full")
 TRACEBACK_LINES = 15  # of an unexpected error, shown on the terminal (the whole traceback is in the log)
 
 

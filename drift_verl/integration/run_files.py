@@ -51,9 +51,8 @@ def place_metrics(config, folder: Path) -> Path | None:
     one it joins). None when the environment already chose a file (kept as it is)."""
     if os.environ.get(ENV):
         return None
-    folder.mkdir(parents=True, exist_ok=True)
-    path = next_metrics_file(folder)
-    os.environ[ENV] = str(path)
+    ensure_metrics_path(folder)
+    path = Path(os.environ[ENV])
     ray_init = OmegaConf.select(config, "ray_kwargs.ray_init")
     if ray_init is not None:
         with open_dict(ray_init):

@@ -53,8 +53,6 @@ def _next_token_log_probs(model, tensors) -> torch.Tensor:
 @pytest.mark.parametrize("train_turns", ["last", "all"])
 def test_loss_and_gradient_match_the_formula(tiny_model_path, actor_config, train_turns):
     import verl  # noqa: F401  (loads the plugin, which registers the loss when core_algos is imported)
-    from verl.utils import tensordict_utils as tu
-    from verl.workers.utils.losses import ppo_loss
 
     assert actor_config.policy_loss.loss_mode == "drift"
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
@@ -69,33 +67,14 @@ def test_loss_and_gradient_match_the_formula(tiny_model_path, actor_config, trai
     tensors = padded_batch(rows, weights, 24, 64, tokenizer.pad_token_id, train_turns)
     size = len(rows)
 
-    # verl: the registered loss inside verl's ppo_loss
-    log_probs = _next_token_log_probs(model, tensors)
-    lengths = tensors["attention_mask"].sum(dim=1)
-    offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
-    data = TensorDict({k: v for k, v in tensors.items() if k != "input_ids"}, batch_size=size)
-    tu.assign_non_tensor(data, dp_size=1, batch_num_tokens=None, global_batch_size=size)
-    nested = torch.nested.nested_tensor_from_jagged(log_probs, offsets=offsets)
-    verl_loss, metrics = ppo_loss(actor_config, {"log_probs": nested}, data)
+    # verl: the registered loss inside verl's ppo_loss, the whole batch as one micro-batch on one rank
+    verl_loss, metrics = _micro_batch_loss(model, actor_config, tensors, list(range(size)), 1, size, None)
     verl_loss.backward()
     verl_grads = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
 
     # the formula: mean_i w_i * token-mean NLL over the trained tokens
-    logits = model(
-        input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"], position_ids=tensors["position_ids"]
-    ).logits
-    prompt_len = tensors["prompts"].shape[1]
-    response_logits = logits[:, prompt_len - 1 : -1].float()
-    token_nll = torch.nn.functional.cross_entropy(
-        response_logits.reshape(-1, response_logits.shape[-1]), tensors["responses"].reshape(-1), reduction="none"
-    ).view(size, -1)
-    terms = []
-    for i, row in enumerate(rows):
-        mask = torch.tensor(trained_mask(row, len(row["response_ids"]), train_turns), dtype=torch.float32)
-        nll = (token_nll[i, : len(mask)] * mask).sum() / mask.sum()
-        terms.append(weights[i] * nll)
-    direct_loss = torch.stack(terms).mean()
+    direct_loss = (weights * _token_mean_nll(model, tensors, rows, train_turns)).mean()
     direct_loss.backward()
 
     assert verl_loss.item() == pytest.approx(direct_loss.item(), rel=1e-5)
@@ -142,7 +121,8 @@ def test_logged_nll_is_the_mean_per_trajectory_over_unequal_micro_batches():
     assert nll_metric(averaged) == {"actor/drift/nll": pytest.approx((1.0 + 3.0 + 6.0) / 3)}
 
 
-def _micro_batch_loss(model, actor_config, tensors, index: list[int], dp_size: int, step_size: int, tokens: int):
+def _micro_batch_loss(model, actor_config, tensors, index: list[int], dp_size: int, step_size: int,
+                      tokens: int | None) -> tuple[torch.Tensor, dict]:
     """verl's ppo_loss on one micro-batch of one data-parallel rank, with the global batch info its engine sets:
     dp_size, the step's token count and the step's size (``global_batch_size``, what DRIFT's driver passes)."""
     from verl.utils import tensordict_utils as tu
@@ -153,9 +133,8 @@ def _micro_batch_loss(model, actor_config, tensors, index: list[int], dp_size: i
     offsets = torch.cat([torch.zeros(1, dtype=torch.long), part["attention_mask"].sum(dim=1).cumsum(0)])
     data = TensorDict({k: v for k, v in part.items() if k != "input_ids"}, batch_size=len(index))
     tu.assign_non_tensor(data, dp_size=dp_size, batch_num_tokens=tokens, global_batch_size=step_size)
-    loss, _ = ppo_loss(actor_config, {"log_probs": torch.nested.nested_tensor_from_jagged(log_probs, offsets=offsets)},
-                       data)
-    return loss
+    return ppo_loss(actor_config, {"log_probs": torch.nested.nested_tensor_from_jagged(log_probs, offsets=offsets)},
+                    data)
 
 
 def _token_mean_nll(model, tensors, rows, train_turns) -> torch.Tensor:
@@ -206,7 +185,7 @@ def test_step_normalisation_is_exact_over_micro_batches_and_ranks(tiny_model_pat
         model.zero_grad()
         total = 0.0
         for index in micro_batches:  # gradient accumulation: one backward per micro-batch, gradients add up
-            loss = _micro_batch_loss(model, actor_config, tensors, index, len(ranks), size, tokens)
+            loss, _ = _micro_batch_loss(model, actor_config, tensors, index, len(ranks), size, tokens)
             loss.backward()
             total += loss.item()
         rank_grads.append([p.grad.clone() for p in model.parameters()])
