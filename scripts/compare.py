@@ -3,7 +3,7 @@ every method is tuned with the same budget on dev problems, the chosen settings 
 with 5 seeds, and DRIFT's differences come with 95% confidence intervals.
 
     python scripts/compare.py [--phase dev|test|report|all] [--dry-run] [--out docs/comparison]
-        [--workdir runs/compare] [--grid-points 4] [--seeds 5] [--dev-samples 16] [--skip-non-repeat]
+        [--workdir runs/compare] [--grid-points 4] [--seeds 5] [--dev-samples 8] [--skip-non-repeat]
 
 Protocol:
 
@@ -96,6 +96,7 @@ GRIDS = {
 TRAIN_PROMPTS = 256  # of the task's training problems, the same for every run (data.seed fixes which)
 DEV_SEED = 100  # the dev runs' training seed: none of the test seeds
 TEST_SAMPLES = 16  # samples per test problem
+VAL_BATCH = 256  # problems per validation batch: the whole dev or test split at once
 MIN_SEEDS = 5
 WEIGHTING = {"sft_uniform": "uniform", "sft_rejection": "rejection", "drift": "drift", "drift_rounds": "drift"}
 WORKDIR = "{workdir}"  # in recorded commands: the --workdir of the machine that runs them
@@ -133,8 +134,9 @@ def common(name: str, split: str | None, samples: int | None) -> list[str]:
     argv = ["platform=cpu", "trainer.logger=[console,file]", f"trainer.default_local_dir={WORKDIR}/{name}/checkpoints",
             f"data.train_max_samples={TRAIN_PROMPTS}"]
     if split:
+        # all problems in one validation batch: the vLLM server gets every request at once, not 16 at a time
         argv += [f"data.val_files=${{drift_asset:tiny_{split}}}", "data.val_max_samples=-1",
-                 f"actor_rollout_ref.rollout.val_kwargs.n={samples}"]
+                 f"data.val_batch_size={VAL_BATCH}", f"actor_rollout_ref.rollout.val_kwargs.n={samples}"]
     return argv
 
 
@@ -581,9 +583,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=MIN_SEEDS, help="test seeds 0..S-1")
     parser.add_argument("--smoke", action="store_true",
                         help=f"a trial run: fewer than {MIN_SEEDS} seeds allowed, outputs kept out of docs/")
-    parser.add_argument("--dev-samples", type=int, choices=(8, 16), default=16, help="samples per dev problem")
+    parser.add_argument("--dev-samples", type=int, choices=(8, 16), default=8, help="samples per dev problem")
     parser.add_argument("--grpo-max-steps", type=int, default=64)
-    parser.add_argument("--grpo-dev-freq", type=int, default=8, help="GRPO validates on dev every this many steps")
+    parser.add_argument("--grpo-dev-freq", type=int, default=16, help="GRPO validates on dev every this many steps")
     parser.add_argument("--job-timeout", type=int, default=4 * 3600, help="seconds per job")
     parser.add_argument("--skip-non-repeat", action="store_true")
     args = parser.parse_args(argv)
