@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from drift_verl.core import plots
+from drift_verl.core.config import ConfigError, WeightConfig, add_weight_arguments, weight_configs
 from drift_verl.core.diagnostics import weigh
 from drift_verl.core.safe_io import OutputOverInput, atomic_path, refuse_overwriting
 from drift_verl.core.store import StoreError, TrajectoryStore, returns_and_groups
-from drift_verl.core.weights import (NORMALIZATION_ALIASES, NORMALIZATIONS, REPETITION_COEF, WeightConfig,
-                                     WeightInputError)
+from drift_verl.core.weights import WeightInputError
 from drift_verl.integration.report import rollout_quality
 
 MAX_LISTED = 20  # skipped rows printed one by one; the rest are counted
@@ -111,12 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     inspect_cmd = commands.add_parser("inspect", help="size, reference metrics and weight diagnostics of a store")
     inspect_cmd.add_argument("store", type=Path, help="the store's folder, <drift.store_dir>/<fingerprint>")
-    inspect_cmd.add_argument("--gamma", type=float, default=0.9)
-    inspect_cmd.add_argument("--beta", type=float, nargs="+", default=[0.1], help="one or more (a sweep)")
-    inspect_cmd.add_argument("--repetition-coef", type=float, default=REPETITION_COEF)
-    inspect_cmd.add_argument("--normalization", choices=(*NORMALIZATIONS, *NORMALIZATION_ALIASES), default="group",
-                             help="per prompt group, or one normaliser over the whole store (batch: old name of store)")
-    inspect_cmd.add_argument("--cap", type=float, default=None)
+    add_weight_arguments(inspect_cmd, beta_sweep=True)
     inspect_cmd.add_argument("--weights", type=Path, help="JSON lines: prompt_id, sample, return, weight (one beta)")
     inspect_cmd.add_argument("--plot", type=Path, help="weight/ESS plot (one beta; default: ./weights_<fingerprint>.png)")
     inspect_cmd.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -138,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
     try:
-        configs = [WeightConfig(args.gamma, beta, args.repetition_coef, args.normalization, args.cap)
-                   for beta in args.beta]
+        configs = weight_configs(args)
         if (args.weights or args.plot) and len(configs) > 1:
             raise WeightInputError("--weights and --plot take one --beta")
         store = TrajectoryStore.open(args.store)
@@ -153,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             report["plot"] = str(plots.weight_plots(weights[0], groups, plot).resolve())
             if args.weights:
                 write_weights(store, returns, weights[0], args.weights)
-    except (StoreError, WeightInputError, OutputOverInput, OSError) as error:
+    except (ConfigError, StoreError, WeightInputError, OutputOverInput, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.json:

@@ -27,8 +27,8 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 
 start=$SECONDS
-# editable_mode=compat puts the checkout on sys.path: Hydra discovers plugins by scanning the `hydra_plugins`
-# namespace, which the default (PEP 660 import-hook) editable install does not expose.
+# editable_mode=compat puts the checkout itself on sys.path (a plain path entry) instead of the default PEP 660
+# import hook: the install every run and test here has used.
 pip="$venv/bin/python -m pip"
 $pip install -q --upgrade "pip>=24"
 if [ "$target" = cpu ]; then

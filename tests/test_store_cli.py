@@ -7,8 +7,7 @@ import pytest
 
 from drift_verl import store as cli
 from drift_verl.core.store import TrajectoryStore
-from drift_verl.core.weights import trajectory_return
-from tests.core.rows import store_row
+from tests.core.rows import paper_return, store_row
 
 SPEC = {"n": 2, "env": {"max_turns": 5}}
 ROWS = [  # (prompt, sample, turn rewards, answers)
@@ -28,7 +27,7 @@ def store(tmp_path):
 
 def _formula(beta, gamma=0.9):
     """The paper's weights, row by row: w = exp(R/beta) / mean over the prompt's group of exp(R/beta)."""
-    returns = [trajectory_return(r, -0.1 * a.count(None), [x for x in a if x is not None], gamma) for _, _, r, a in ROWS]
+    returns = [paper_return(r, -0.1 * a.count(None), a, gamma, 0.5) for _, _, r, a in ROWS]
     weights = []
     for i, (prompt, *_) in enumerate(ROWS):
         group = [math.exp(returns[j] / beta) for j, row in enumerate(ROWS) if row[0] == prompt]

@@ -10,31 +10,28 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-TRAIN_TURNS = ("last", "all")
+from drift_verl.core.config import TRAIN_TURNS
 
 
-def trained_mask(row: dict, response_len: int, train_turns: str) -> list[int]:
-    """1 on the tokens this trajectory is trained on, within its (truncated) response."""
+def trained_mask(row: dict, response_len: int, train_turns: str) -> np.ndarray:
+    """1 on the tokens this trajectory is trained on, within its (truncated) response of ``response_len`` tokens."""
     if train_turns == "all":
-        return [int(m) for m in row["response_mask"][:response_len]]
+        return np.asarray(row["response_mask"][:response_len], dtype=np.int64)
     if train_turns != "last":
         raise ValueError(f"drift.train_turns must be one of {TRAIN_TURNS}, got {train_turns!r}")
-    mask = [0] * response_len
+    mask = np.zeros(response_len, dtype=np.int64)
     if row["turn_spans"]:
         start, end = row["turn_spans"][-1]
-        for index in range(start, min(end, response_len)):
-            mask[index] = 1
+        mask[start:min(end, response_len)] = 1
     return mask
 
 
 def padded_batch(rows: list[dict], weights, max_prompt_len: int, max_response_len: int, pad_id: int,
-                 train_turns: str = "last") -> dict[str, torch.Tensor]:
+                 train_turns: str) -> dict[str, torch.Tensor]:
     """Left-padded prompts, right-padded responses, and the fields verl's ``ppo_loss`` reads.
 
     Filled as numpy arrays, one copy per row and field (this runs once per mini-batch of DRIFT's update); the
     trained tokens are those of :func:`trained_mask`."""
-    if train_turns not in TRAIN_TURNS:
-        raise ValueError(f"drift.train_turns must be one of {TRAIN_TURNS}, got {train_turns!r}")
     size = len(rows)
     prompts = np.full((size, max_prompt_len), pad_id, dtype=np.int64)
     responses = np.full((size, max_response_len), pad_id, dtype=np.int64)
@@ -47,11 +44,7 @@ def padded_batch(rows: list[dict], weights, max_prompt_len: int, max_response_le
         prompt_lens[i], response_lens[i] = len(prompt), len(response)
         prompts[i, max_prompt_len - len(prompt):] = prompt
         responses[i, : len(response)] = response
-        if train_turns == "all":
-            mask[i, : len(response)] = row["response_mask"][: len(response)]
-        elif row["turn_spans"]:
-            start, end = row["turn_spans"][-1]
-            mask[i, start:min(end, len(response))] = 1
+        mask[i, : len(response)] = trained_mask(row, len(response), train_turns)
     prompt_attn = np.arange(max_prompt_len) >= (max_prompt_len - prompt_lens)[:, None]
     response_attn = np.arange(max_response_len) < response_lens[:, None]
     attention_mask = torch.from_numpy(np.concatenate([prompt_attn, response_attn], axis=1).astype(np.int64))

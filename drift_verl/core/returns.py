@@ -1,16 +1,23 @@
-"""Returns of many trajectories at once (a whole store): :func:`drift_verl.core.weights.trajectory_return`
-vectorised with numpy.
+"""DRIFT's return, written once: ``R = sum_t gamma^(t-1) r_t + format_penalty - lambda * (1 - distinct/answers)``.
+
+:func:`turn_shares` is the formula, vectorised with numpy over many trajectories: each turn's share of the return.
+Everything else sums them: :func:`trajectory_returns` (phase 2 over a whole store, and the JSONL CLI) and
+:func:`turn_contributions` (one trajectory's shares, which the feedback agent loop places at each turn for
+turn-level credit). Solving at an earlier turn is worth more; repeating a rejected answer costs.
 
 Rows are given as flat values plus one length per row (an Arrow list column's layout), so a store's columns are
-used without building per-row Python lists. These must equal the per-row functions (``tests`` check them
-against each other on random data).
+used without building per-row Python lists. Answers are given as integer codes (equal answers, equal codes, within
+a row; a negative code is a turn with no parseable answer): :func:`encode_answers` makes them for one row.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from drift_verl.core.weights import REPETITION_COEF
+FORMAT_PENALTY = -0.1  # added per turn with no parseable answer
+
 
 def _row_index(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For flat values laid out by ``lengths``: each value's row and its position within the row."""
@@ -20,17 +27,9 @@ def _row_index(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows, np.arange(rows.size) - starts[rows]
 
 
-def discounted_rewards(rewards: np.ndarray, lengths: np.ndarray, gamma: float) -> np.ndarray:
-    """:func:`discounted_reward` of every row: ``rewards`` flat, row ``i`` holding ``lengths[i]`` turns."""
-    rows, turn = _row_index(lengths)
-    powers = np.array([gamma**t for t in range(int(turn.max(initial=-1)) + 1)], dtype=np.float64)
-    terms = np.asarray(rewards, dtype=np.float64) * powers[turn]
-    return np.bincount(rows, weights=terms, minlength=len(lengths))
-
-
-def repetition_penalties(codes: np.ndarray, lengths: np.ndarray, coef: float = REPETITION_COEF) -> np.ndarray:
-    """:func:`repetition_penalty` of every row. ``codes`` are the answers as integers (equal answers, equal
-    codes), flat, row ``i`` holding ``lengths[i]`` of them; a negative code is a turn with no answer (skipped)."""
+def repetition_penalties(codes: np.ndarray, lengths: np.ndarray, coef: float) -> np.ndarray:
+    """``coef * (1 - distinct / answers)`` of every row, over the answers it gave (rows without one: 0).
+    ``codes`` flat, row ``i`` holding ``lengths[i]`` of them."""
     codes = np.asarray(codes, dtype=np.int64)
     rows, _ = _row_index(lengths)
     given = codes >= 0
@@ -48,18 +47,46 @@ def repetition_penalties(codes: np.ndarray, lengths: np.ndarray, coef: float = R
     return penalty
 
 
-def trajectory_returns(
-    rewards: np.ndarray,
-    reward_lengths: np.ndarray,
-    format_penalty: np.ndarray,
-    answer_codes: np.ndarray,
-    answer_lengths: np.ndarray,
-    gamma: float = 0.9,
-    repetition_coef: float = REPETITION_COEF,
-) -> np.ndarray:
-    """:func:`trajectory_return` of every row (float64), from flat rewards and answer codes (see above)."""
-    return (
-        discounted_rewards(rewards, reward_lengths, gamma)
-        + np.asarray(format_penalty, dtype=np.float64)
-        - repetition_penalties(answer_codes, answer_lengths, repetition_coef)
-    )
+def turn_shares(rewards: np.ndarray, reward_lengths: np.ndarray, answer_codes: np.ndarray,
+                answer_lengths: np.ndarray, gamma: float, repetition_coef: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each turn's share of its row's return but the format penalty, flat like ``rewards`` (float64):
+    ``gamma^(t-1) r_t``, and on the row's last turn minus its repetition penalty (a property of the whole
+    trajectory). Row ``i`` holds ``reward_lengths[i]`` rewards and ``answer_lengths[i]`` answer codes.
+    Returns ``(row of each turn, shares)``."""
+    reward_lengths = np.asarray(reward_lengths, dtype=np.int64)
+    rows, turn = _row_index(reward_lengths)
+    powers = np.array([gamma**t for t in range(int(turn.max(initial=-1)) + 1)], dtype=np.float64)
+    shares = np.asarray(rewards, dtype=np.float64) * powers[turn]
+    penalties = repetition_penalties(answer_codes, answer_lengths, repetition_coef)
+    last = np.cumsum(reward_lengths) - 1
+    played = reward_lengths > 0
+    if not played.all():  # rows without a turn (never stored): their penalty would have no turn to fall on
+        if penalties[~played].any():
+            raise ValueError("a trajectory with answers but no turn reward: its repetition penalty has no turn")
+        last, penalties = last[played], penalties[played]
+    shares[last] -= penalties
+    return rows, shares
+
+
+def trajectory_returns(rewards: np.ndarray, reward_lengths: np.ndarray, format_penalty: np.ndarray,
+                       answer_codes: np.ndarray, answer_lengths: np.ndarray, gamma: float,
+                       repetition_coef: float) -> np.ndarray:
+    """R of every row (float64): its :func:`turn_shares` summed, plus its ``format_penalty`` (the trajectory's
+    total, ``FORMAT_PENALTY`` per unparsed turn)."""
+    rows, shares = turn_shares(rewards, reward_lengths, answer_codes, answer_lengths, gamma, repetition_coef)
+    return np.bincount(rows, weights=shares, minlength=len(reward_lengths)) + np.asarray(format_penalty, np.float64)
+
+
+def encode_answers(answers: Sequence[str | None]) -> list[int]:
+    """One row's answers as codes: equal answers get equal codes, a turn with no parseable answer (None) -1."""
+    codes: dict[str, int] = {}
+    return [-1 if a is None else codes.setdefault(a, len(codes)) for a in answers]
+
+
+def turn_contributions(turn_rewards: Sequence[float], answers: Sequence[str | None], gamma: float,
+                       repetition_coef: float) -> list[float]:
+    """One trajectory's :func:`turn_shares`, each unparsed turn (answer None) with its ``FORMAT_PENALTY``: they sum
+    to its return. Turn-level credit (:mod:`drift_verl.core.turn_credit`) reads them."""
+    codes = np.array(encode_answers(answers), dtype=np.int64)
+    _, shares = turn_shares(turn_rewards, [len(turn_rewards)], codes, [len(codes)], gamma, repetition_coef)
+    return (shares + FORMAT_PENALTY * (codes < 0)).tolist()

@@ -1,10 +1,10 @@
 """The trajectory store: parquet shards written by phase 1 and streamed by phases 2 and 3.
 
-Layout: ``<root>/<fingerprint>/manifest.json`` + ``shard-00000.parquet`` ... The fingerprint hashes everything
-that determines the rollouts (reference policy, data, N, environment, sampling), not beta/gamma, so any
-sweep over the weights reuses one store. Each shard is written to a temporary file and renamed, so a killed
-run leaves only whole shards: resuming regenerates exactly the shards that are missing, never duplicating
-or losing a trajectory.
+Layout: ``<root>/<fingerprint>/manifest.json`` + ``shard-00000.parquet`` ... The fingerprint hashes a spec of
+everything that determines the rollouts (reference policy, data, N, environment, sampling; a verl job's is read
+by :mod:`drift_verl.integration.store_identity`), not beta/gamma, so any sweep over the weights reuses one store.
+Each shard is written to a temporary file and renamed, so a killed run leaves only whole shards: resuming
+regenerates exactly the shards that are missing, never duplicating or losing a trajectory.
 """
 
 from __future__ import annotations
@@ -95,17 +95,6 @@ def content_identity(path: str) -> str:
     return combined.hexdigest()
 
 
-def module_file(path: str) -> str:
-    """The file behind a verifier path in verl's custom_reward_function convention (``pkg://package.module``,
-    ``file://PATH`` or ``PATH``)."""
-    if not path.startswith("pkg://"):
-        return path.removeprefix("file://")
-    import importlib.util
-
-    spec = importlib.util.find_spec(path.removeprefix("pkg://"))
-    return spec.origin if spec and spec.origin else path
-
-
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                    "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt", "tokenizer.model")
 
@@ -122,40 +111,6 @@ def tokenizer_identity(path: str, chat_template: str | None = None) -> str:
             digest.update(f"{name}\0{content_identity(str(folder / name))}\0".encode())
     digest.update(f"template\0{chat_template}".encode())
     return digest.hexdigest()
-
-
-def policy_tokenizer(config) -> str:
-    """:func:`tokenizer_identity` of the policy a config trains."""
-    model = config.actor_rollout_ref.model
-    return tokenizer_identity(str(model.get("tokenizer_path") or model.path), model.get("custom_chat_template"))
-
-
-def rollout_spec(config, reference, round_index: int) -> dict:
-    """Everything that shapes a round's rollouts, for the store's fingerprint: the reference policy (``reference``:
-    its content, or the checkpoint that ended the previous round), its tokenizer, the data's content, N, sampling,
-    lengths and the environment (its settings and the verifier's file); not beta/gamma, and no file paths, so a
-    copied model or data file finds the same store and a retrained one at the same path a new one."""
-    from omegaconf import OmegaConf
-
-    rollout, model = config.actor_rollout_ref.rollout, config.actor_rollout_ref.model
-    train_files = config.data.train_files
-    train_files = [train_files] if isinstance(train_files, str) else list(train_files)
-    verifier = OmegaConf.to_container(config.reward.custom_reward_function, resolve=True)
-    env = OmegaConf.to_container(config.drift.env, resolve=True)
-    env.pop("verifier_workers", None)  # how many processes verify does not change a verdict
-    return {
-        "reference": reference,
-        "tokenizer": policy_tokenizer(config),
-        "data": [content_identity(str(f)) for f in train_files],
-        # which of the files' prompts verl picks (data.train_max_samples draws a subset with data.seed when shuffling)
-        "prompts": {key: config.data.get(key) for key in ("train_max_samples", "shuffle", "seed")},
-        "n": rollout.n,
-        "sampling": {k: rollout.get(k) for k in ("temperature", "top_p", "top_k", "dtype")},
-        "lengths": [config.data.max_prompt_length, config.data.max_response_length],
-        "env": env,
-        "verifier": {**verifier, "path": content_identity(module_file(verifier["path"])) if verifier.get("path") else None},
-        "round": round_index,
-    }
 
 
 class StoreError(ClearError, ValueError):
@@ -270,26 +225,6 @@ class TrajectoryStore:
                 yield ahead.popleft().result()
 
 
-def open_for_training(folder: str | Path, config) -> TrajectoryStore:
-    """A store made elsewhere (``drift.store``), refused unless the policy ``config`` trains tokenises as it does:
-    its token ids are trained as they are."""
-    store = TrajectoryStore.open(folder)
-    policy, made_with = policy_tokenizer(config), store.spec.get("tokenizer")
-    if made_with != policy:
-        model = config.actor_rollout_ref.model
-        raise StoreError(f"{store.dir / 'manifest.json'}: the store was tokenised with another tokenizer or chat "
-                         f"template (identity {made_with}) than the policy's, {model.get('tokenizer_path') or model.path}"
-                         f" (identity {policy}); its token ids would be wrong for this policy. Train a policy with "
-                         "the store's tokenizer, or roll out (or import) the store again with this one")
-    lengths = [int(config.data.max_prompt_length), int(config.data.max_response_length)]
-    made = store.spec.get("lengths") or lengths
-    if any(int(m) > n for m, n in zip(made, lengths)):
-        raise StoreError(f"{store.dir / 'manifest.json'}: made with data.max_prompt_length/max_response_length "
-                         f"{made}, longer than this configuration's {lengths}: its trajectories would be cut. Set "
-                         "them at least as long as the store's")
-    return store
-
-
 WEIGHT_COLUMNS = ["prompt_id", "turn_rewards", "answers", "format_penalty", "t_star"]
 WEIGHT_BATCH_ROWS = 1 << 16  # shards are read one by one and computed on in batches of about this many rows
 
@@ -322,7 +257,7 @@ def _batch_returns(table: pa.Table, gamma: float, repetition_coef: float):
 def returns_and_groups(store: TrajectoryStore, gamma: float, repetition_coef: float):
     """Phase 2 input, streamed and vectorised: ``(returns, groups, solved)`` as flat arrays in store order.
 
-    ``returns`` is float64 (:func:`drift_verl.core.weights.trajectory_return` of each trajectory); ``groups`` is one
+    ``returns`` is float64 (:func:`drift_verl.core.returns.trajectory_returns` of each trajectory); ``groups`` is one
     integer per trajectory, the same for trajectories with the same ``prompt_id`` (anywhere in the store), dense
     (``0 .. groups-1`` in order of first appearance), so :func:`drift_verl.core.weights.group_codes` keeps it as is;
     ``solved`` is bool (``t_star > 0``). Only the small columns are read, shard by shard; memory is O(rows)

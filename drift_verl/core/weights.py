@@ -1,104 +1,27 @@
-"""DRIFT's returns and importance weights: pure functions, no verl import.
+"""DRIFT's importance weights: pure functions, no verl import.
 
-A trajectory's return is ``R = sum_t gamma^(t-1) r_t + format_penalty - lambda * (1 - distinct/answers)``.
 Within each group (the N trajectories of one prompt), ``w_i = exp(R_i/beta) / mean_j exp(R_j/beta)``: the
 KL-regularised RL optimum written as importance weights on the reference policy's samples (AWR/AWAC), so
 weights average 1 per group and weighted SFT on them moves the policy towards that optimum.
 
 How one optimizer step's weights enter the loss (``drift.loss_normalization``): :func:`step_weights`.
 
-The same returns over a whole store at once: :mod:`drift_verl.core.returns`; weight health (ESS):
-:mod:`drift_verl.core.diagnostics`; reweighting reference-format JSONL: ``python -m drift_verl.weights``.
+The returns R: :mod:`drift_verl.core.returns`; the settings (:class:`WeightConfig`): :mod:`drift_verl.core.config`;
+weight health (ESS): :mod:`drift_verl.core.diagnostics`; reweighting reference-format JSONL:
+``python -m drift_verl.weights``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-FORMAT_PENALTY = -0.1  # added per turn with no parseable answer
-REPETITION_COEF = 0.5  # lambda
-WEIGHTINGS = ("drift", "uniform", "rejection")
-NORMALIZATIONS = ("group", "store")  # one normaliser per prompt group, or one over the whole store
-NORMALIZATION_ALIASES = {"batch": "store"}  # the old name of ``store`` (it never meant one optimizer step's batch)
-LOSS_NORMALIZATIONS = ("mean", "weight_sum")  # see :func:`step_weights`
-
-
-def normalization_name(value: str) -> str:
-    """``value`` with its alias resolved (``batch`` -> ``store``); unknown names are returned as they are."""
-    return NORMALIZATION_ALIASES.get(value, value) if isinstance(value, str) else value
+from drift_verl.core.config import LOSS_NORMALIZATIONS, WeightConfig
 
 
 class WeightInputError(ValueError):
     """Bad input to the weight pass; the message names the row and field."""
-
-
-@dataclass(frozen=True)
-class WeightConfig:
-    gamma: float = 0.9
-    beta: float = 0.1
-    repetition_coef: float = REPETITION_COEF
-    normalization: str = "group"  # "group" (paper) or "store" (one normaliser over the store; alias "batch")
-    cap: float | None = None  # clip weights at this value (after normalisation; not renormalised)
-    weighting: str = "drift"  # drift: exp(R/beta); baselines: uniform (offline SFT), rejection (successes only)
-
-    def __post_init__(self):
-        if not (isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta > 0):
-            raise WeightInputError(f"beta must be a finite number > 0, got {self.beta!r}")
-        if not (isinstance(self.gamma, (int, float)) and 0 < self.gamma <= 1):
-            raise WeightInputError(f"gamma must be in (0, 1], got {self.gamma!r}")
-        object.__setattr__(self, "normalization", normalization_name(self.normalization))
-        if self.normalization not in NORMALIZATIONS:
-            raise WeightInputError(f"normalization must be 'group' or 'store' (alias 'batch'), "
-                                   f"got {self.normalization!r}")
-        if self.cap is not None and not self.cap > 0:
-            raise WeightInputError(f"cap must be > 0 or None, got {self.cap!r}")
-        if self.weighting not in WEIGHTINGS:
-            raise WeightInputError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
-        if self.repetition_coef < 0:
-            raise WeightInputError(f"repetition_coef must be >= 0, got {self.repetition_coef!r}")
-
-
-def repetition_penalty(answers: Sequence[str], coef: float = REPETITION_COEF) -> float:
-    """``coef * (1 - distinct / answers)`` over the answers given: repeating a rejected answer costs."""
-    if not answers:
-        return 0.0
-    return coef * (1.0 - len(set(answers)) / len(answers))
-
-
-def discounted_reward(turn_rewards: Sequence[float], gamma: float) -> float:
-    """``sum_t gamma^(t-1) r_t``: solving at an earlier turn is worth more."""
-    return float(sum(r * gamma**t for t, r in enumerate(turn_rewards)))
-
-
-def trajectory_return(
-    turn_rewards: Sequence[float],
-    format_penalty: float,
-    answers: Sequence[str],
-    gamma: float = 0.9,
-    repetition_coef: float = REPETITION_COEF,
-) -> float:
-    """R of one trajectory. ``format_penalty`` is the trajectory's total (``FORMAT_PENALTY`` per unparsed turn);
-    ``answers`` are the normalised answers of the turns that had one."""
-    return discounted_reward(turn_rewards, gamma) + format_penalty - repetition_penalty(answers, repetition_coef)
-
-
-def turn_contributions(
-    turn_rewards: Sequence[float],
-    answers: Sequence[str | None],
-    gamma: float = 0.9,
-    repetition_coef: float = REPETITION_COEF,
-) -> list[float]:
-    """Each turn's share of the return (they sum to :func:`trajectory_return`): ``gamma^(t-1) r_t``, plus
-    ``FORMAT_PENALTY`` where turn t gave no parseable answer (``None``); the repetition penalty, a property of
-    the whole trajectory, falls on its last turn. Turn-level credit (:mod:`drift_verl.core.turn_credit`) reads them."""
-    shares = [r * gamma**t + (FORMAT_PENALTY if a is None else 0.0) for t, (r, a) in enumerate(zip(turn_rewards, answers))]
-    if shares:
-        shares[-1] -= repetition_penalty([a for a in answers if a is not None], repetition_coef)
-    return shares
 
 
 def group_weights(returns: np.ndarray, groups: np.ndarray, config: WeightConfig) -> np.ndarray:

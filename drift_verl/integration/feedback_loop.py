@@ -1,10 +1,11 @@
-"""The multi-turn feedback environment as a verl agent loop (``drift_feedback``), used by both recipes.
+"""The multi-turn feedback environment as a verl agent loop, used by both recipes; the recipes register it as
+``drift_feedback`` through verl's agent-loop list (``recipes/agent_loops.yaml``).
 
 Per turn: generate through verl's rollout server, parse the answer, score it with the configured verifier
 (verl's ``compute_score`` signature), and on a wrong answer append the feedback message and go again, up to
 ``drift.env.max_turns``; stop at the first correct answer (turn t*). Only assistant tokens are trainable
 (``response_mask``); each assistant turn's token span is recorded so DRIFT can train the last turn only.
-The trajectory's return (:mod:`drift_verl.core.weights`) is the reward, so GRPO and DRIFT optimise the same thing;
+The trajectory's return (:mod:`drift_verl.core.returns`) is the reward, so GRPO and DRIFT optimise the same thing;
 it reaches verl's ``rm_scores`` split by turn (:class:`TurnCreditOutput`) for turn-level credit.
 """
 
@@ -19,13 +20,13 @@ from uuid import uuid4
 
 from omegaconf import OmegaConf
 import torch
-from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, register
+from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput
 
 from drift_verl.core.answers import get_parser, normalize
-from drift_verl.integration.config import DriftConfig
+from drift_verl.core.config import DriftConfig
 from drift_verl.core.metrics import solved_turn, trajectory_info
+from drift_verl.core.returns import FORMAT_PENALTY, turn_contributions
 from drift_verl.integration.verifier import VerifierFailed, shared_pool
-from drift_verl.core.weights import FORMAT_PENALTY, turn_contributions
 
 logger = logging.getLogger(__name__)
 
@@ -57,16 +58,20 @@ class TurnCreditOutput(AgentLoopOutput):
         return output
 
 
-@register("drift_feedback")
 class FeedbackAgentLoop(AgentLoopBase):
+    # verl builds an agent loop per trajectory, each on its worker's one config: its drift: section is parsed once
+    _parsed: tuple[Any, DriftConfig] | None = None
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        drift = DriftConfig.from_section(self.config.drift)
+        if FeedbackAgentLoop._parsed is None or FeedbackAgentLoop._parsed[0] is not self.config:
+            FeedbackAgentLoop._parsed = (self.config, DriftConfig.from_section(self.config.drift))
+        drift = FeedbackAgentLoop._parsed[1]
         env = self.env = drift.env
         self.max_turns = env.max_turns
         self.parse = get_parser(env.answer_format)
         self.verifier_pool = shared_pool(env.verifier_workers, env.verifier_memory_mb)
-        self.gamma, self.repetition_coef = drift.gamma, drift.repetition_coef
+        self.weight_config = drift.weight_config()  # gamma and lambda of the return, as phase 2 reads them
         self.response_length = self.rollout_config.response_length
         verifier = self.config.reward.get("custom_reward_function") or {}
         if not verifier.get("path"):
@@ -135,7 +140,7 @@ class FeedbackAgentLoop(AgentLoopBase):
         solved_at = solved_turn(turn_rewards)
         given = [a for a in answers if a is not None]
         format_penalty = FORMAT_PENALTY * (len(answers) - len(given))
-        shares = turn_contributions(turn_rewards, answers, self.gamma, self.repetition_coef)
+        shares = turn_contributions(turn_rewards, answers, self.weight_config.gamma, self.weight_config.repetition_coef)
         response_ids = tokens[len(prompt_ids):]
         last = min(len(response_mask), self.response_length) - 1
         turn_credit = [(min(max(end - 1, 0), last), share) for (_, end), share in zip(spans, shares)]

@@ -18,7 +18,6 @@ dying (a weight sync, a rollout that never finishes) are bounded where the DRIFT
 from __future__ import annotations
 
 import _thread
-import dataclasses
 import glob
 import os
 import re
@@ -28,6 +27,7 @@ import time
 import urllib.error
 import urllib.request
 
+from drift_verl.core.config import HealthConfig
 from drift_verl.core.errors import ClearError
 from drift_verl.integration import console
 
@@ -40,25 +40,6 @@ _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the 
 
 class Stalled(ClearError, TimeoutError):
     """A wait inside the trainer that exceeded its ``drift.health`` bound; the message names the wait."""
-
-
-@dataclasses.dataclass
-class HealthConfig:
-    """``drift.health``: how long each kind of wait may take before the job is ended."""
-
-    poll_s: float = 2.0
-    startup_timeout_s: float = 120.0  # a placement group still pending: Ray lacks the resources asked for
-    engine_unresponsive_s: float = 120.0  # a vLLM server that answers no health check this long is wedged
-    weight_sync_timeout_s: float = 900.0  # one push of the actor's weights into the rollout servers
-    rollout_stall_timeout_s: float = 1800.0  # no rollout finished (training or validation) for this long
-    grace_s: float = 30.0  # after the interrupt: exit the process if verl's shutdown did not end it
-
-    def __post_init__(self):
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"drift.health.{field.name} must be a number of seconds > 0, got {value!r}")
-            setattr(self, field.name, float(value))
 
 
 def _logs_dir() -> str | None:
@@ -305,31 +286,3 @@ def bounded(what: str, seconds: float, key: str, fn, *args, **kwargs):
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")
-
-
-def bound_replay_buffer(buffer, seconds: float) -> None:
-    """Make verl's replay buffer raise :class:`Stalled` when, while it waits for rollouts, no trajectory changes
-    state (pending -> running -> finished/failed) for ``seconds``: its own wait has no end."""
-    sample, wait = buffer.sample, buffer._wait_for_next_poll
-    clock = {"since": time.monotonic(), "state": None}
-
-    def counts(partition_id: str) -> tuple[int, ...]:
-        return tuple(len(keys[partition_id]) for keys in
-                     (buffer.pending_keys, buffer.running_keys, buffer.finished_keys, buffer.failure_keys))
-
-    def bounded_sample(*args, **kwargs):
-        clock.update(since=time.monotonic(), state=None)
-        return sample(*args, **kwargs)
-
-    def bounded_wait(partition_id: str, last_debug_time: float) -> float:
-        state, now = counts(partition_id), time.monotonic()
-        if state != clock["state"]:
-            clock.update(since=now, state=state)
-        elif now - clock["since"] > seconds:
-            pending, running, finished, failed = state
-            raise Stalled(f"no rollout finished for {now - clock['since']:.0f} s (TransferQueue partition "
-                          f"{partition_id!r}: {pending} pending, {running} running, {finished} finished, {failed} "
-                          "failed) (drift.health.rollout_stall_timeout_s)")
-        return wait(partition_id, last_debug_time)
-
-    buffer.sample, buffer._wait_for_next_poll = bounded_sample, bounded_wait

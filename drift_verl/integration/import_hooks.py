@@ -1,8 +1,13 @@
 """Run a callback right after a module is first imported.
 
-drift-verl registers its trainer and loss in verl's registries, which live in modules that cost seconds to
-import (the v1 trainer pulls TransferQueue). The plugin runs in every verl process, so instead of importing
-them eagerly it registers when (and only where) verl itself imports them.
+Used for one registration: trainer mode ``drift`` in verl's trainer registry, which lives in
+``verl/trainer/ppo/v1/trainer_base.py``. verl 0.9.1 looks the mode up in its TaskRunner (``main_ppo.TaskRunnerV1``),
+a Ray actor that ``python -m verl.trainer.main_ppo`` starts with no recipe code of its own, so the registration
+must come from the verl plugin, which runs in every process. Importing that module eagerly there would select
+verl's platform while verl is still loading its plugins (``trainer_base`` imports verl's engines, and the FSDP
+engine's module asks for the device as it loads) and would cost each process 1-4 s of CPU (TransferQueue, the
+engines, the trainers); so the plugin registers when, and only where, verl itself imports the registry: the
+TaskRunner and the agent-loop workers (README "Layout").
 """
 
 from __future__ import annotations

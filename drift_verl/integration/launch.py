@@ -1,21 +1,24 @@
-"""Running a composed config as a verl job: recipe and platform checks, the typed ``drift:`` section checked before
-Ray starts, verl's own ``main_ppo`` body under the job monitor (:mod:`drift_verl.main`, :mod:`drift_verl.eval`).
+"""``python -m drift_verl.main``'s job (also ``python -m drift_verl.eval``'s): start-up checks, the typed ``drift:``
+section checked before Ray starts, then verl's own ``run_ppo`` under the job monitor.
 
-verl's own ``main_ppo`` body runs on a config composed from verl's ``ppo_trainer`` plus drift-verl's config
-groups (``task``, ``recipe``, ``platform``). The same groups reach ``python -m verl.trainer.main_ppo`` through
-the Hydra search-path plugin (``+recipe=drift +task=tiny +platform=cpu``).
+The config is verl's ``ppo_trainer`` plus drift-verl's config groups (``task``, ``recipe``, ``platform``). The same
+groups reach ``python -m verl.trainer.main_ppo +recipe=drift +task=tiny +platform=cpu`` through drift-verl's verl
+plugin, which puts them on Hydra's search path; there the monitor comes from the recipe's Hydra callback
+(:mod:`drift_verl.integration.hydra_hooks`) and the platform from the cpu preset's (:mod:`drift_verl.platform.cpu`).
 """
 
 from __future__ import annotations
 
-import os
-
 from omegaconf import DictConfig, OmegaConf
+from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
+from verl.trainer.ppo.utils import need_critic, need_reference_policy
+from verl.utils.config import validate_config
+from verl.utils.device import auto_set_device
 
-import verl  # noqa: F401  (loads drift_verl.integration.plugin like every verl process does)
 from drift_verl.core.store import StoreError
 from drift_verl.integration import console
-from drift_verl.integration.config import ConfigError, DriftConfig, check_job
+from drift_verl.core.config import ConfigError, DriftConfig
+from drift_verl.integration.config import check_job
 from drift_verl.integration.health import PREFIX, JobMonitor
 from drift_verl.platform import cpu as platform_cpu
 
@@ -43,7 +46,7 @@ def check_recipe(config: DictConfig) -> str:
         raise StartupError(
             f"no drift-verl recipe took effect (drift.recipe={recipe!r}, expected one of {RECIPES}). "
             "Use `python -m drift_verl.main recipe=drift`, or `python -m verl.trainer.main_ppo +recipe=drift` "
-            "with drift-verl installed (its Hydra search-path plugin provides the recipe group)."
+            "with drift-verl installed (its verl plugin puts the recipe group on Hydra's search path)."
         )
     return recipe
 
@@ -53,9 +56,9 @@ def check_platform(config: DictConfig) -> None:
     import torch
 
     on_cpu = config.trainer.device == "cpu"
-    if on_cpu and not platform_cpu.cpu_platform_selected():
-        os.environ["VERL_PLATFORM"] = platform_cpu.CPU_PLATFORM
-        platform_cpu.activate()
+    if on_cpu and not platform_cpu.cpu_platform_selected():  # the preset's Hydra callback selects it as the job starts
+        raise StartupError("trainer.device=cpu runs on drift-verl's cpu platform, which the CPU preset selects: add "
+                           "`platform=cpu` (the preset) instead of setting trainer.device alone.")
     if not on_cpu and not torch.cuda.is_available():
         raise StartupError("no GPU found on this machine. Add the CPU preset: `platform=cpu`.")
     if on_cpu and OmegaConf.select(config, "actor_rollout_ref.model.use_liger", default=False):
@@ -66,8 +69,6 @@ def check_platform(config: DictConfig) -> None:
 def run(config: DictConfig) -> None:
     check_recipe(config)
     check_platform(config)
-    from verl.trainer.main_ppo import main as verl_main
-
     try:
         drift = DriftConfig.from_section(config.drift)
         check_job(config, drift)
@@ -77,10 +78,24 @@ def run(config: DictConfig) -> None:
         str(config.actor_rollout_ref.model.path)
     with JobMonitor(drift.health) as monitor:
         try:
-            verl_main.__wrapped__(config)  # verl's own main body: auto_set_device, validate_config, run_ppo
+            run_verl(config)
         except BaseException as error:  # the monitor's interrupt, or an error from a part of the job that died
             line = monitor.diagnose(error)
             if line is None:
                 raise
             monitor.shut_down_ray()
             raise JobFailed(line) from None
+
+
+def run_verl(config: DictConfig) -> None:
+    """What verl's ``main_ppo.main`` does with its composed config (its Hydra wrapper aside): verl's device check
+    and config validation, then ``run_ppo`` with verl's TaskRunner, which builds the trainer that
+    ``trainer.v1.trainer_mode`` names (``drift``: :mod:`drift_verl.integration.trainer`)."""
+    auto_set_device(config)
+    validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+    if config.trainer.use_v1:
+        run_ppo(config, task_runner_class=TaskRunnerV1)
+    else:  # verl's legacy trainer (recipe=grpo only: recipe=drift's trainer is a v1 trainer)
+        from verl.trainer.main_ppo_v0 import TaskRunner
+
+        run_ppo(config, task_runner_class=TaskRunner)

@@ -3,16 +3,18 @@ TransferQueue (through verl's replay buffer, set up for shards here) as trajecto
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import numpy as np
 import torch
 import transfer_queue as tq
+from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 from verl.utils import tensordict_utils as tu
 from verl.utils.dataset.rl_dataset import collate_fn
 
 from drift_verl.core.errors import ClearError
-from drift_verl.integration.health import bound_replay_buffer
+from drift_verl.integration.health import Stalled
 
 FIELDS = ["uid", "prompts", "responses", "response_mask", "extra_fields", "data_source", "reward_model"]
 FROM_THE_LOOP = ["turn_spans", "turn_rewards", "answers", "format_penalty", "t_star", "verifier_failures", "messages"]
@@ -25,17 +27,57 @@ def _per_sample(value) -> list:
     return list(value)
 
 
+class ShardReplayBuffer(ReplayBuffer):
+    """verl's synchronous replay buffer, polled every ``poll_interval`` (verl's 2 s would keep a shard of a few
+    seconds waiting), that raises :class:`Stalled` when, while it waits for rollouts, no trajectory changes state
+    (pending -> running -> finished/failed) for ``stall_timeout_s``: verl's own wait has no end."""
+
+    def __init__(self, stall_timeout_s: float, poll_interval: float = 0.5, **verl_kwargs):
+        super().__init__(poll_interval=poll_interval, **verl_kwargs)
+        self.stall_timeout_s = stall_timeout_s
+        self._last_change: tuple[float, tuple[int, ...] | None] = (time.monotonic(), None)
+
+    def sample(self, *args, **kwargs):
+        self._last_change = (time.monotonic(), None)
+        return super().sample(*args, **kwargs)
+
+    def _wait_for_next_poll(self, partition_id: str, last_debug_time: float) -> float:
+        # verl 0.9.1: the one wait of ReplayBuffer.sample, between polls of TransferQueue, with no public hook.
+        # tests/integration/test_health.py::test_replay_buffer_wait_ends_when_no_rollout_moves fails if it moves.
+        state = tuple(len(keys[partition_id]) for keys in
+                      (self.pending_keys, self.running_keys, self.finished_keys, self.failure_keys))
+        since, last = self._last_change
+        now = time.monotonic()
+        if state != last:
+            self._last_change = (now, state)
+        elif now - since > self.stall_timeout_s:
+            pending, running, finished, failed = state
+            raise Stalled(f"no rollout finished for {now - since:.0f} s (TransferQueue partition {partition_id!r}: "
+                          f"{pending} pending, {running} running, {finished} finished, {failed} failed) "
+                          "(drift.health.rollout_stall_timeout_s)")
+        return super()._wait_for_next_poll(partition_id, last_debug_time)
+
+
 class ShardRolloutBuffer:
-    """Mixin for a verl v1 trainer (with a ``health`` config) whose rollouts fill store shards: its replay buffer,
-    bounded and polled often, and no substitute prompts (verl replaces failed rollout groups with fresh ones,
+    """Mixin for a verl v1 trainer (with a ``health`` config) whose rollouts fill store shards: its replay buffer
+    (:class:`ShardReplayBuffer`), and no substitute prompts (verl replaces failed rollout groups with fresh ones,
     which would put other prompts into a shard: the shard fails instead; a rerun regenerates it)."""
 
-    def _build_replay_buffer(self):
-        self.trainer_mode = "sync"  # wherever verl consults it, DRIFT is synchronous; "drift" only picks the class
-        buffer = super()._build_replay_buffer()
-        buffer.poll_interval = 0.5  # verl polls TransferQueue every 2 s: a shard of a few seconds would wait
-        bound_replay_buffer(buffer, self.health.rollout_stall_timeout_s)
-        return buffer
+    def _build_replay_buffer(self) -> ShardReplayBuffer:
+        """verl's hook for the trainer's replay buffer, built with the arguments verl 0.9.1 gives a custom sampler
+        (``trainer.v1.sampler.custom_sampler``), which are all a synchronous buffer without DAPO reads.
+        ``tests/integration/test_health.py::test_shard_buffer_is_built_as_verl_builds_its_sync_buffer`` compares
+        them with verl's own builder."""
+        sampler = self.config.trainer.v1.sampler
+        return ShardReplayBuffer(
+            self.health.rollout_stall_timeout_s,
+            trainer_mode=self.trainer_mode,
+            trainer_config=self.config.trainer.v1.get(self.trainer_mode, {}),
+            max_off_policy_threshold=sampler.max_off_policy_threshold,
+            max_off_policy_strategy=sampler.max_off_policy_strategy,
+            sampler_kwargs=sampler.sampler_kwargs,
+            refill_fn=self._add_prompts_to_generate,
+        )
 
     def _add_prompts_to_generate(self, num_prompts: int) -> int:
         raise ClearError(f"{num_prompts} rollout group(s) failed in the agent loop (e.g. a verifier that does not "

@@ -38,24 +38,30 @@ from verl.utils.tracking import Tracking, ValidationGenerationsLogger
 from verl.workers.utils.padding import left_right_2_no_padding
 
 from drift_verl.core.batch import padded_batch
+from drift_verl.core.config import DriftConfig
 from drift_verl.core.diagnostics import weigh
 from drift_verl.core.loss import nll_metric
 from drift_verl.core.schedule import Schedule, batch_digest, check_order, write_order
 from drift_verl.core.shard_window import fill_missing_shards
-from drift_verl.core.store import (StoreError, TrajectoryStore, content_identity, open_for_training, returns_and_groups,
-                                   rollout_spec)
+from drift_verl.core.store import StoreError, TrajectoryStore, content_identity, returns_and_groups
 from drift_verl.core.weights import step_weights
 from drift_verl.core import plots
 from drift_verl.integration import console, report, run_files
-from drift_verl.integration.config import DriftConfig
 from drift_verl.integration.replicas import ReplicaLifecycle
 from drift_verl.integration.rollout_io import ShardRolloutBuffer, VerlRollouts
+from drift_verl.integration.store_identity import open_for_training, rollout_spec
 
 TRAIN_COLUMNS = ["prompt_ids", "response_ids", "response_mask", "turn_spans"]
 
 
 @register_trainer("drift")
 class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
+    # verl 0.9.1's v1 trainer sets ``self.trainer_mode`` to the mode that named its class (``drift``) and runs every
+    # mode but ``sync`` asynchronously (replay buffer, prompt refills, TransferQueue state in checkpoints). DRIFT's
+    # phases are synchronous: the name only selects this class. tests/integration/test_trainer_update.py checks that
+    # verl still sets it where this catches it.
+    trainer_mode = property(lambda self: "sync", lambda self, registered_name: None)
+
     @functools.cached_property
     def drift(self) -> DriftConfig:
         return DriftConfig.from_section(self.config.drift)
@@ -122,7 +128,7 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
             reference = content_identity(self.config.actor_rollout_ref.model.path)
         else:  # the policy that ended the previous round, identified by its checkpoint (also when resumed mid-round)
             reference = {"run": str(self._run_dir().resolve()), "step": self.schedule.round_start(round_index)}
-        spec = rollout_spec(self.config, reference, round_index)
+        spec = rollout_spec(self.config, self.drift, reference, round_index)
         return TrajectoryStore(self.drift.store_dir, spec, self.num_prompts, self.drift.prompts_per_shard)
 
     # ------------------------------------------------------------------ phase 1: rollouts
@@ -171,9 +177,9 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
 
     # ------------------------------------------------------------------ phase 2: weights
     def _phase_weights(self, store: TrajectoryStore, round_index: int) -> np.ndarray:
-        start, drift = time.time(), self.drift
-        returns, groups, solved = returns_and_groups(store, drift.gamma, drift.repetition_coef)
-        weights, stats = weigh(returns, groups, solved, drift.weight_config())
+        start, drift, config = time.time(), self.drift, self.drift.weight_config()
+        returns, groups, solved = returns_and_groups(store, config.gamma, config.repetition_coef)
+        weights, stats = weigh(returns, groups, solved, config)
         histogram = stats.pop("weights/histogram")
         self.logger.log(data={f"drift/{k}": v for k, v in stats.items()}, step=self.global_steps)
         plots_dir = self._run_dir() / "plots"

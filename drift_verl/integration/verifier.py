@@ -32,11 +32,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from drift_verl.core.config import EnvConfig
 from drift_verl.core.errors import ClearError
 
 IN_WORKER_ENV = "DRIFT_VERIFIER_WORKER"
-DEFAULT_MEMORY_MB = 2048
-DEFAULT_WORKERS = 2
 LOAD_TIMEOUT_S = 300.0  # a worker's start and the verifier's import, before (not within) a call's deadline
 _HEADER = struct.Struct(">I")
 
@@ -49,10 +48,21 @@ class VerifierLoadError(ClearError):
     """The verifier cannot be loaded in a worker: every call would fail, so the job must stop, not score 0."""
 
 
+def pkg_module(path: str) -> str | None:
+    """The module a ``pkg://`` verifier path names (``pkg://package.module``, or with ``/`` as verl also reads it);
+    None for a file path."""
+    return path.removeprefix("pkg://").replace("/", ".") if path.startswith("pkg://") else None
+
+
 def load_function(path: str, name: str):
-    """verl's ``custom_reward_function`` convention: ``pkg://package.module`` or a ``.py`` file path."""
-    if path.startswith("pkg://"):
-        module = importlib.import_module(path.removeprefix("pkg://"))
+    """verl's ``custom_reward_function`` convention: ``pkg://package.module`` or a ``.py`` file path.
+
+    verl's own loader (``verl.utils.import_utils.load_extern_object``) cannot serve here: importing it imports
+    torch, Ray and transformers (about 1 GB of address space), more than a worker's ``RLIMIT_AS`` cap leaves.
+    ``tests/integration/test_verifier_load.py`` checks that this one finds what verl's finds and fails as it fails."""
+    module_name = pkg_module(path)
+    if module_name is not None:
+        module = importlib.import_module(module_name)
     else:
         path = path.removeprefix("file://")
         spec = importlib.util.spec_from_file_location(f"drift_verifier_{abs(hash(path))}", path)
@@ -127,7 +137,7 @@ class VerifierPool:
     ``executor`` has one thread per worker: async callers wait there, never in the event loop's default executor
     (verl's agent loop tokenises on that one)."""
 
-    def __init__(self, size: int = DEFAULT_WORKERS, memory_mb: int = DEFAULT_MEMORY_MB):
+    def __init__(self, size: int = EnvConfig.verifier_workers, memory_mb: int = EnvConfig.verifier_memory_mb):
         if size < 1 or memory_mb < 64:
             raise ValueError(f"verifier pool: need >= 1 worker and >= 64 MB, got {size} and {memory_mb}")
         self.memory_mb = memory_mb
@@ -176,13 +186,13 @@ _POOLS: dict[tuple[int, int], VerifierPool] = {}
 _POOLS_LOCK = threading.Lock()
 
 
-def shared_pool(size: int = DEFAULT_WORKERS, memory_mb: int = DEFAULT_MEMORY_MB) -> VerifierPool:
+def shared_pool(size: int = EnvConfig.verifier_workers, memory_mb: int = EnvConfig.verifier_memory_mb) -> VerifierPool:
     """One pool per process and setting: the agent loops of one worker process share their verifier workers."""
     with _POOLS_LOCK:
         return _POOLS.setdefault((size, memory_mb), VerifierPool(size, memory_mb))
 
 
-def isolated(fn, timeout_s: float, *args, memory_mb: int = DEFAULT_MEMORY_MB):
+def isolated(fn, timeout_s: float, *args, memory_mb: int = EnvConfig.verifier_memory_mb):
     """``fn(*args)`` (a module-level function) bounded in time and memory: inline inside a verifier worker
     (already bounded), else in the shared pool. Raises :class:`VerifierFailed`."""
     if os.environ.get(IN_WORKER_ENV):

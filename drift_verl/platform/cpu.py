@@ -1,9 +1,11 @@
-"""A CPU platform for verl 0.9.1, selected with ``VERL_PLATFORM=cpu``.
+"""A CPU platform for verl 0.9.1, selected with ``VERL_PLATFORM=cpu`` (the ``platform=cpu`` preset sets it).
 
 verl ships platforms for CUDA/NPU/ROCm only. Every developer and CI machine of this project is CPU-only, so
-this module registers a ``cpu`` platform plus the few smallest patches verl needs to run its real FSDP engine
-with gloo. It is imported from :mod:`drift_verl.integration.plugin` in every process (driver, TaskRunner, Ray workers).
-Each patch states why it is needed; none is applied unless the cpu platform is selected.
+this module registers a ``cpu`` platform in verl's platform registry (from drift-verl's verl plugin, in every
+process) plus the few smallest patches verl needs to run its real FSDP engine with gloo. Nothing is set up on
+import: :func:`activate` runs when verl selects the platform (it builds :class:`PlatformCPU`), in each process that
+does, so GPU machines and processes that never ask verl for a device stay untouched. Each patch states why it is
+needed, the verl version it was written against, and the test that fails if verl changes under it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import types
 from contextlib import contextmanager, nullcontext
 
 import torch
-from verl.plugin.platform import PlatformBase, PlatformRegistry
+from hydra.experimental.callback import Callback
+from verl.plugin.platform import PlatformBase, PlatformRegistry, get_platform, set_platform
 
 CPU_PLATFORM = "cpu"
 
@@ -93,6 +96,12 @@ class PlatformCPU(PlatformBase):
     """CPU "accelerator": gloo collectives, Ray's GPU resource used as a slot count (``num_gpus`` fake GPUs)."""
 
     _device_module = _make_device_module()
+
+    def __init__(self):
+        # verl builds its platform once per process (verl.plugin.platform.get_platform / set_platform); it also builds
+        # every registered one to probe for hardware, without VERL_PLATFORM set, which must set nothing up
+        if cpu_platform_selected():
+            activate()
 
     @property
     def device_name(self) -> str:
@@ -180,55 +189,79 @@ def dedup_backend(backend: str | None) -> str | None:
     return ",".join(dict.fromkeys(part.strip() for part in backend.split(",")))
 
 
-def _patch_process_group_backend() -> None:
-    """verl builds ``cpu:gloo,{device}:{backend}``, i.e. ``cpu:gloo,cpu:gloo`` here: de-duplicate it."""
+def _dedup_process_group_backend() -> None:
+    """verl 0.9.1 (``verl/utils/distributed.py``) builds ``cpu:gloo,{device}:{backend}``, i.e. ``cpu:gloo,cpu:gloo``
+    here, and has no setting for it: de-duplicate in torch's ``init_process_group``.
+    ``tests/platform/test_cpu.py::test_activated_patches_in_a_fresh_process`` runs verl's own call."""
     import torch.distributed as dist
 
     original = dist.init_process_group
-    if getattr(original, "_drift_dedup", False):
-        return
 
     def init_process_group(*args, backend=None, **kwargs):
         return original(*args, backend=dedup_backend(backend), **kwargs)
 
-    init_process_group._drift_dedup = True
     dist.init_process_group = init_process_group
 
 
-def _patch_fsdp_engine() -> None:
-    """Register verl's FSDP engines for device ``cpu`` and stop FSDP2's CPU offload from pinning memory.
+def _unpin_fsdp2_offload() -> None:
+    """verl 0.9.1's FSDP engine (``verl/workers/engine/fsdp/transformer_impl.py``) builds the reference model's
+    ``CPUOffloadPolicy(pin_memory=True)`` with no setting for it, and pinning needs an accelerator: its policy class
+    becomes one that never pins. The platform may be selected while that module is being imported (its module-level
+    ``get_device_name()``), after it bound the policy class: ``import_module`` returns the module as it is then.
+    ``tests/platform/test_cpu.py`` checks both orders."""
+    from importlib import import_module
 
-    verl registers FSDP only for cuda/npu; and its ref model forces ``CPUOffloadPolicy(pin_memory=True)``,
-    which needs an accelerator to pin for.
-    """
-    from verl.workers.engine.base import EngineRegistry
-    from verl.workers.engine.fsdp import transformer_impl
-
-    for model_type, engine_cls in (
-        ("language_model", transformer_impl.FSDPEngineWithLMHead),
-        ("value_model", transformer_impl.FSDPEngineWithValueHead),
-    ):
-        if CPU_PLATFORM not in EngineRegistry._engines.get(model_type, {}).get("fsdp", {}):
-            EngineRegistry.register(model_type=model_type, backend=["fsdp", "fsdp2"], device=CPU_PLATFORM)(engine_cls)
-
+    transformer_impl = import_module("verl.workers.engine.fsdp.transformer_impl")
     policy = transformer_impl.CPUOffloadPolicy
-    if policy is not None and not getattr(policy, "_drift_unpinned", False):
+    if policy is None:  # a torch without FSDP2
+        return
 
-        @dataclasses.dataclass
-        class UnpinnedCPUOffloadPolicy(policy):
-            _drift_unpinned = True
+    @dataclasses.dataclass
+    class UnpinnedCPUOffloadPolicy(policy):
+        def __post_init__(self):
+            self.pin_memory = False
 
-            def __post_init__(self):
-                self.pin_memory = False
+    transformer_impl.CPUOffloadPolicy = UnpinnedCPUOffloadPolicy
 
-        transformer_impl.CPUOffloadPolicy = UnpinnedCPUOffloadPolicy
+
+_activated = False
 
 
 def activate() -> None:
-    """Apply the CPU patches when ``VERL_PLATFORM=cpu``; a no-op otherwise (GPU machines stay untouched)."""
-    if not cpu_platform_selected():
+    """The cpu platform's set-up, once per process, when verl selects the platform.
+
+    - ``VERL_ENGINE_DEVICE=cuda``: verl's own override of its engine lookup (``EngineRegistry.get_engine_cls``).
+      verl registers its FSDP engines for cuda and npu only; they run on whatever device the platform names.
+    - vLLM's CPU settings, for vLLM started from this process (its own processes get them from the platform's
+      :meth:`PlatformCPU.rollout_env_vars`).
+    - the two patches above, where verl 0.9.1 has no setting.
+    """
+    global _activated
+    if _activated:
         return
+    _activated = True
+    os.environ.setdefault("VERL_ENGINE_DEVICE", "cuda")
     os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    _patch_process_group_backend()
-    _patch_fsdp_engine()
+    _dedup_process_group_backend()
+    _unpin_fsdp2_offload()
+
+
+def select() -> None:
+    """Make ``cpu`` this process's verl platform, and (through ``VERL_PLATFORM``) that of the Ray cluster it starts.
+
+    ``python -m verl.trainer.main_ppo`` resolves verl's platform while importing (``verl/trainer/constants_ppo.py``
+    asks for the device's compute capability), before Hydra has read ``platform=cpu``: verl then holds its fallback,
+    ``nvidia``, which :func:`verl.plugin.platform.set_platform` replaces (verl logs that it does)."""
+    os.environ["VERL_PLATFORM"] = CPU_PLATFORM
+    if get_platform().device_name != CPU_PLATFORM:
+        set_platform(PlatformCPU())
+
+
+class SelectCpuPlatform(Callback):
+    """``hydra.callbacks`` entry of the ``platform=cpu`` preset (``recipes/platform/cpu.yaml``): selects the platform
+    as a Hydra job starts, before the entry point's body runs; so ``python -m verl.trainer.main_ppo +platform=cpu``,
+    ``python -m drift_verl.main platform=cpu`` and ``python -m drift_verl.eval platform=cpu`` all run on it."""
+
+    def on_job_start(self, config, **kwargs) -> None:
+        select()

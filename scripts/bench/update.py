@@ -174,7 +174,7 @@ class Bench:
     def epoch_drift(self) -> float:
         """The trainer's phase 3: rows read from the store shard by shard, then DriftTrainer._update per
         mini-batch (building the batch and converting it to verl's layout are timed too)."""
-        from drift_verl.integration.config import DriftConfig
+        from drift_verl.core.config import DriftConfig
         from drift_verl.integration.trainer import TRAIN_COLUMNS, DriftTrainer
 
         size = self.args.mini_batch

@@ -38,8 +38,21 @@ async def _run(call, calls: int, concurrency: int) -> float:
     return calls / (time.perf_counter() - start)
 
 
+def _rate(arms: dict, name: str, calls: int, concurrency: int) -> float:
+    """calls/s of one arm. The inline arm runs as inside a worker (reward_fns.math's isolated() runs inline): the
+    flag is set once around the whole arm, since threads setting and removing it per call race each other."""
+    from drift_verl.integration.verifier import IN_WORKER_ENV
+
+    if name == "inline":
+        os.environ[IN_WORKER_ENV] = "1"
+    try:
+        return asyncio.run(_run(arms[name], calls, concurrency))
+    finally:
+        os.environ.pop(IN_WORKER_ENV, None)
+
+
 def main() -> None:
-    from drift_verl.integration.verifier import IN_WORKER_ENV, VerifierPool, load_function
+    from drift_verl.integration.verifier import VerifierPool, load_function
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=2000)
@@ -53,24 +66,17 @@ def main() -> None:
     pool = VerifierPool(size=args.workers)
     for path, cases in CASES.items():
         fn = load_function(path, "compute_score")
-        def inline(i, fn=fn, cases=cases):
-            os.environ[IN_WORKER_ENV] = "1"  # as inside a worker: reward_fns.math's isolated() runs inline
-            try:
-                return fn("bench", *cases[i % len(cases)])
-            finally:
-                os.environ.pop(IN_WORKER_ENV, None)
-
         arms = {
-            "inline": inline,
+            "inline": lambda i, fn=fn, cases=cases: fn("bench", *cases[i % len(cases)]),
             "pool": lambda i, path=path, cases=cases: pool.call(path, "compute_score", ("bench", *cases[i % len(cases)]),
                                                                  {}, 10.0),
         }
-        for arm in arms.values():  # warm up: worker start, verifier import, caches
-            asyncio.run(_run(arm, 20, args.concurrency))
+        for name in arms:  # warm up: worker start, verifier import, caches
+            _rate(arms, name, 20, args.concurrency)
         rates: dict[str, list[float]] = {"inline": [], "pool": []}
         for pair in range(args.pairs):
             for name in ("inline", "pool") if pair % 2 == 0 else ("pool", "inline"):
-                rates[name].append(asyncio.run(_run(arms[name], args.calls, args.concurrency)))
+                rates[name].append(_rate(arms, name, args.calls, args.concurrency))
         ratios = [p / i for p, i in zip(rates["pool"], rates["inline"])]
         print(f"{path}: inline {statistics.median(rates['inline']):.0f} calls/s, pool "
               f"{statistics.median(rates['pool']):.0f} calls/s ({args.workers} workers); ratio pool/inline median "

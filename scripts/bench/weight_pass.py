@@ -123,7 +123,7 @@ def child(args) -> None:
     from drift_verl.core.weights import WeightConfig, group_codes, group_weights
 
     store = _store(Path(args.workdir), args.child, args.group_size, args.prompts_per_shard)
-    config = WeightConfig(gamma=0.9, beta=0.1, repetition_coef=0.5)
+    config = WeightConfig()  # the drift: defaults
     start = time.perf_counter()
     returns, groups, solved = returns_and_groups(store, config.gamma, config.repetition_coef)
     read_s = time.perf_counter() - start

@@ -1,4 +1,4 @@
-"""Trajectory-store rows for the store tests."""
+"""Trajectory-store rows for the store tests, and the return written out plainly as their oracle."""
 
 
 def store_row(prompt_id, sample, rewards, answers):
@@ -9,3 +9,12 @@ def store_row(prompt_id, sample, rewards, answers):
         "t_star": next((i + 1 for i, r in enumerate(rewards) if r == 1), 0), "verifier_failures": 0,
         "messages": "[]",
     }
+
+
+def paper_return(turn_rewards, format_penalty, answers, gamma, repetition_coef):
+    """The paper's return, term by term and independent of drift_verl.core.returns: the oracle it is tested
+    against. ``answers``: per turn or only those given; None (no parseable answer) is skipped."""
+    given = [a for a in answers if a is not None]
+    discounted = sum(r * gamma**t for t, r in enumerate(turn_rewards))
+    repetition = repetition_coef * (1 - len(set(given)) / len(given)) if given else 0.0
+    return discounted + format_penalty - repetition

@@ -1,10 +1,18 @@
-"""padded_batch (numpy-filled, runs per mini-batch) against a per-token reference built from trained_mask."""
+"""padded_batch (numpy-filled, runs per mini-batch) against a per-token reference written out in the test."""
 
 import numpy as np
 import pytest
 import torch
 
-from drift_verl.core.batch import padded_batch, trained_mask
+from drift_verl.core.batch import padded_batch
+
+
+def _trained(row, response_len, train_turns):
+    """The trained tokens, token by token: every assistant token, or the last turn's, within the response."""
+    if train_turns == "all":
+        return [int(m) for m in row["response_mask"][:response_len]]
+    start, end = row["turn_spans"][-1] if row["turn_spans"] else (0, 0)
+    return [int(start <= index < end) for index in range(response_len)]
 
 
 def _reference(rows, weights, max_prompt_len, max_response_len, pad_id, train_turns):
@@ -16,7 +24,7 @@ def _reference(rows, weights, max_prompt_len, max_response_len, pad_id, train_tu
         out["prompts"].append([pad_id] * left + prompt)
         out["responses"].append(response + [pad_id] * right)
         out["attention_mask"].append([0] * left + [1] * (len(prompt) + len(response)) + [0] * right)
-        out["response_mask"].append(trained_mask(row, len(response), train_turns) + [0] * right)
+        out["response_mask"].append(_trained(row, len(response), train_turns) + [0] * right)
     out = {key: torch.tensor(value, dtype=torch.long) for key, value in out.items()}
     out["advantages"] = torch.tensor(weights, dtype=torch.float32)[:, None] * out["response_mask"]
     return out

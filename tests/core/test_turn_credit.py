@@ -8,8 +8,9 @@ import pytest
 import torch
 from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
 
+from drift_verl.core.returns import FORMAT_PENALTY, turn_contributions
 from drift_verl.core.turn_credit import turn_index, turn_level_advantage, turn_returns
-from drift_verl.core.weights import FORMAT_PENALTY, trajectory_return, turn_contributions
+from tests.core.rows import paper_return
 
 GAMMA = 0.9
 CONFIG = SimpleNamespace(gamma=GAMMA, norm_adv_by_std_in_grpo=True)
@@ -51,7 +52,7 @@ def test_turn_shares_sum_to_the_return():
         given = [a for a in answers if a is not None]
         penalty = FORMAT_PENALTY * (len(answers) - len(given))
         assert sum(turn_contributions(rewards, answers, GAMMA, 0.5)) == pytest.approx(
-            trajectory_return(rewards, penalty, given, GAMMA, 0.5))
+            paper_return(rewards, penalty, given, GAMMA, 0.5))
     assert turn_contributions([0, 0, 1], ["6", None, "7"], GAMMA, 0.5) == pytest.approx([0.0, FORMAT_PENALTY, 0.81])
 
 

@@ -8,22 +8,32 @@ import pytest
 
 from drift_verl import weights as cli
 from drift_verl.core import weights as W
+from drift_verl.core.config import ConfigError
 from drift_verl.core.diagnostics import diagnostics
-from drift_verl.core.returns import trajectory_returns
+from drift_verl.core.returns import encode_answers, trajectory_returns
+from tests.core.rows import paper_return
+
+
+def _return(rewards, penalty, answers, gamma=0.9, coef=0.5):
+    """trajectory_returns of one row."""
+    codes = np.array(encode_answers(answers), dtype=np.int64)
+    (value,) = trajectory_returns(np.array(rewards, dtype=float), [len(rewards)], [penalty], codes, [len(codes)],
+                                  gamma, coef)
+    return value
 
 
 def test_return_hand_computed():
     # solved at turn 3 with distinct answers: 0.9^2
-    assert W.trajectory_return([0, 0, 1], 0.0, ["3", "4", "5"], gamma=0.9) == pytest.approx(0.81)
+    assert _return([0, 0, 1], 0.0, ["3", "4", "5"], gamma=0.9) == pytest.approx(0.81)
     # solved at turn 1
-    assert W.trajectory_return([1], 0.0, ["7"], gamma=0.9) == pytest.approx(1.0)
+    assert _return([1], 0.0, ["7"], gamma=0.9) == pytest.approx(1.0)
     # five failures repeating one answer: 0.5 * (1 - 1/5) = 0.4
-    assert W.trajectory_return([0] * 5, 0.0, ["3"] * 5) == pytest.approx(-0.4)
+    assert _return([0] * 5, 0.0, ["3"] * 5) == pytest.approx(-0.4)
     # one unparsed turn (-0.1), then 4 answers, 2 distinct: -0.1 - 0.5 * (1 - 2/4)
-    assert W.trajectory_return([0] * 5, -0.1, ["3", "3", "4", "4"]) == pytest.approx(-0.35)
+    assert _return([0] * 5, -0.1, ["3", "3", "4", "4"]) == pytest.approx(-0.35)
     # no answer at all: only the format penalty
-    assert W.trajectory_return([0, 0], -0.2, []) == pytest.approx(-0.2)
-    assert W.trajectory_return([0, 1], 0.0, ["1", "2"], gamma=1.0) == pytest.approx(1.0)
+    assert _return([0, 0], -0.2, []) == pytest.approx(-0.2)
+    assert _return([0, 1], 0.0, ["1", "2"], gamma=1.0) == pytest.approx(1.0)
 
 
 def test_group_weights_hand_computed_and_mean_one():
@@ -153,7 +163,7 @@ def test_diagnostics():
     ],
 )
 def test_bad_config(kwargs, message):
-    with pytest.raises(W.WeightInputError, match=message):
+    with pytest.raises(ConfigError, match=message):
         W.WeightConfig(**kwargs)
 
 
@@ -235,7 +245,7 @@ def test_cli_rejects_bad_beta_and_empty_input(tmp_path, capsys):
     assert "no rows" in capsys.readouterr().err
 
 
-# ---------------------------------------------------------------- vectorised pass == the per-row reference
+# ---------------------------------------------------------------- vectorised pass == the paper's formula
 def _random_trajectories(rng, num_prompts, per_prompt=4):
     """Random trajectories plus the edge cases: no answers, all-null answers, a single turn, zero reward,
     empty strings and one answer repeated."""
@@ -262,8 +272,7 @@ def _random_trajectories(rng, num_prompts, per_prompt=4):
 
 
 def _reference_return(row, gamma, coef):
-    given = [a for a in row["answers"] if a is not None]
-    return W.trajectory_return(row["turn_rewards"], row["format_penalty"], given, gamma, coef)
+    return paper_return(row["turn_rewards"], row["format_penalty"], row["answers"], gamma, coef)
 
 
 @pytest.mark.parametrize("gamma, coef", [(0.9, 0.5), (1.0, 0.0), (0.37, 2.0)])
@@ -339,7 +348,7 @@ def test_baseline_weightings_on_the_same_trajectories():
     assert rejection.tolist() == [2.0, 0.0, 2.0, 0.0]  # successes only, mean weight 1
     drift = W.trajectory_weights(returns, groups, solved, W.WeightConfig())
     np.testing.assert_allclose(drift, W.group_weights(returns, groups, W.WeightConfig()))
-    with pytest.raises(W.WeightInputError, match="weighting"):
+    with pytest.raises(ConfigError, match="weighting"):
         W.WeightConfig(weighting="greedy")
 
 

@@ -181,6 +181,23 @@ def test_rollout_only_then_train_only_takes_the_full_runs_steps(drift_run, tmp_p
     assert steps == sorted(s for s, m in full.items() if "training/global_step" in m)
 
 
+def test_verls_own_entry_point_runs_the_same_job(drift_run, tmp_path):
+    """README "Running": ``python -m verl.trainer.main_ppo +recipe=drift +task=tiny +platform=cpu`` composes the job
+    ``drift_verl.main`` runs (the store's fingerprint hashes the composed config: it finds the full run's store
+    complete) and trains the same steps, through verl's own TaskRunner (trainer mode ``drift`` registered by the
+    plugin's import hook) and the recipes' Hydra callbacks (the cpu platform, the job monitor)."""
+    workdir, _, full = drift_run
+    main_ppo = ["-m", "verl.trainer.main_ppo", "+recipe=drift", "+task=tiny", "+platform=cpu", *DRIFT[4:]]
+    proc, trained = run_job([*main_ppo, f"drift.store_dir={workdir / 'store'}", "trainer.test_freq=8",
+                             "trainer.log_val_generations=2", *LR_SCHEDULE], tmp_path)
+    assert proc.returncode == 0, tail(proc)
+    assert trained[0]["drift/rollout/new_trajectories"] == 0 and trained[0]["drift/rollout/reused_shards"] > 0
+    steps = [s for s, m in full.items() if "training/global_step" in m]
+    assert steps == [s for s, m in trained.items() if "training/global_step" in m]
+    for step in steps:
+        assert trained[step]["actor/pg_loss"] == pytest.approx(full[step]["actor/pg_loss"], rel=1e-5), step
+
+
 def test_train_only_from_a_copied_store_equals_the_full_run(drift_run, tmp_path):
     """A store made elsewhere and copied in (drift.store) trains step for step as the run that made it."""
     import shutil

@@ -34,6 +34,28 @@ def test_main_ppo_finds_the_recipe_through_the_search_path_plugin():
     assert config.trainer.device == "cpu"
 
 
+@pytest.mark.parametrize("recipe, extra", [("drift", []), ("grpo", ["+task_recipe=tiny_grpo"])])
+def test_both_entry_points_compose_the_same_job(recipe, extra):
+    """README "Running": ``python -m drift_verl.main recipe=X platform=cpu`` and ``python -m verl.trainer.main_ppo
+    +recipe=X +task=tiny [+task_recipe=tiny_grpo] +platform=cpu`` compose one config (Hydra's own node aside)."""
+    ours = _compose("recipes", "drift_main", [f"recipe={recipe}", "platform=cpu"])
+    verls = _compose("verl.trainer.config", "ppo_trainer", [f"+recipe={recipe}", "+task=tiny", *extra, "+platform=cpu"])
+    assert OmegaConf.to_container(ours) == OmegaConf.to_container(verls)
+
+
+def test_recipes_name_the_feedback_loop_in_verls_agent_loop_list():
+    """verl registers the agent loops listed in rollout.agent.agent_loop_config_path in each agent-loop worker
+    (``AgentLoopWorker``: ``resolve_config_path``, then ``OmegaConf.load``)."""
+    from hydra.utils import get_class
+    from verl.utils.import_utils import resolve_config_path
+
+    from drift_verl.integration.feedback_loop import FeedbackAgentLoop
+
+    agent = _compose("recipes", "drift_main", ["recipe=grpo"]).actor_rollout_ref.rollout.agent
+    loops = {loop.name: loop for loop in OmegaConf.load(resolve_config_path(agent.agent_loop_config_path))}
+    assert get_class(loops[agent.default_agent_loop]._target_) is FeedbackAgentLoop
+
+
 def test_plain_ppo_config_fails_the_recipe_check():
     config = _compose("verl.trainer.config", "ppo_trainer", [])
     with pytest.raises(StartupError, match="no drift-verl recipe took effect"):
@@ -105,3 +127,13 @@ def test_liger_on_the_cpu_platform_is_refused_at_start_up(monkeypatch):
     with pytest.raises(StartupError, match="use_liger=true: .* no CPU backend"):
         check_platform(config)
     check_platform(_compose("recipes", "drift_main", ["recipe=drift", "platform=cpu"]))
+
+
+def test_cpu_device_without_the_cpu_platform_is_refused_at_start_up(monkeypatch):
+    """trainer.device=cpu alone: verl would run on its own platform choice; the preset selects drift-verl's."""
+    from drift_verl.integration.launch import check_platform
+
+    monkeypatch.delenv("VERL_PLATFORM", raising=False)
+    config = _compose("recipes", "drift_main", ["recipe=drift", "trainer.device=cpu"])
+    with pytest.raises(StartupError, match="trainer.device=cpu runs on drift-verl's cpu platform.*platform=cpu"):
+        check_platform(config)

@@ -3,7 +3,8 @@ tokenizer, a scripted rollout server instead of vLLM, the real verifier workers.
 
 import pytest
 
-from drift_verl.core.weights import FORMAT_PENALTY, trajectory_return
+from drift_verl.core.returns import FORMAT_PENALTY
+from tests.core.rows import paper_return
 from tests.integration.loop_harness import run_loop as _run
 
 pytestmark = pytest.mark.timeout(120)
@@ -16,7 +17,7 @@ def test_wrong_answers_get_feedback_until_the_first_correct_one(tiny_model_path)
     assert extra["turn_rewards"] == [0.0, 0.0, 1.0] and extra["t_star"] == 3  # stops at turn t*: 4th never asked
     assert extra["answers"] == ["6", None, "7"] and len(server.requests) == 3
     assert extra["format_penalty"] == pytest.approx(FORMAT_PENALTY)
-    assert output.reward_score == pytest.approx(trajectory_return([0, 0, 1], FORMAT_PENALTY, ["6", "7"], 0.9, 0.5))
+    assert output.reward_score == pytest.approx(paper_return([0, 0, 1], FORMAT_PENALTY, ["6", "7"], 0.9, 0.5))
     mask, response = output.response_mask, output.response_ids
     spans = extra["turn_spans"]
     assert len(spans) == 3 and spans[-1][1] == len(mask) == len(response)

@@ -4,6 +4,8 @@ import http.server
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -11,9 +13,11 @@ import pytest
 import ray
 from omegaconf import OmegaConf
 from ray.core.generated import common_pb2
+from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 
 from drift_verl.integration import health
 from drift_verl.integration.health import HealthConfig, JobMonitor, Stalled
+from drift_verl.integration.rollout_io import ShardReplayBuffer, ShardRolloutBuffer
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -54,20 +58,20 @@ def test_bounded_returns_raises_or_times_out():
 
 
 def _replay_buffer(monkeypatch, statuses):
-    """verl's own replay buffer, reading prompt states from ``statuses()`` instead of TransferQueue."""
+    """The trainer's replay buffer on verl's own, bounded at 0.5 s, reading prompt states from ``statuses()``
+    instead of TransferQueue."""
     from verl.trainer.ppo.v1 import replay_buffer
 
     monkeypatch.setattr(replay_buffer.tq, "kv_list",
                         lambda: {"train": {key: {"is_prompt": True, "status": status, "global_steps": 0}
                                            for key, status in statuses().items()}})
-    buffer = replay_buffer.ReplayBuffer("sync", OmegaConf.create({}), None, "drop", OmegaConf.create({}),
-                                        poll_interval=0.05)
-    return buffer
+    return ShardReplayBuffer(0.5, poll_interval=0.05, trainer_mode="sync", trainer_config=OmegaConf.create({}),
+                             max_off_policy_threshold=None, max_off_policy_strategy="drop",
+                             sampler_kwargs=OmegaConf.create({}))
 
 
 def test_replay_buffer_wait_ends_when_no_rollout_moves(monkeypatch):
     buffer = _replay_buffer(monkeypatch, lambda: {"p0": "running"})
-    health.bound_replay_buffer(buffer, 0.5)
     start = time.monotonic()
     with pytest.raises(Stalled, match=r"no rollout finished for \d+ s .*0 pending, 1 running, 0 finished"):
         buffer.sample(global_steps=0, partition_id="train", batch_size=1)
@@ -82,10 +86,31 @@ def test_replay_buffer_wait_goes_on_while_rollouts_move(monkeypatch):
         return {f"p{i}": "running" for i in range(int(moving / 0.05) + 1)}
 
     buffer = _replay_buffer(monkeypatch, statuses)
-    health.bound_replay_buffer(buffer, 0.5)
     with pytest.raises(Stalled):
         buffer.sample(global_steps=0, partition_id="train", batch_size=10_000)
     assert time.monotonic() - start >= 2.0  # 1.5 s of progress, then the 0.5 s bound
+
+
+def test_shard_buffer_is_built_as_verl_builds_its_sync_buffer():
+    """The DRIFT trainer builds its buffer itself (verl's ``_build_replay_buffer`` hook); what it passes must be what
+    verl's own builder gives a synchronous trainer with the DRIFT recipe's sampler settings."""
+    from hydra import compose, initialize_config_module
+    from verl.trainer.ppo.v1 import PPOTrainerSync
+
+    with initialize_config_module(config_module="recipes", version_base=None):
+        config = compose(config_name="drift_main", overrides=["recipe=drift", "platform=cpu"])
+
+    class Trainer(ShardRolloutBuffer, PPOTrainerSync):
+        trainer_mode = "sync"
+
+    trainer = object.__new__(Trainer)  # verl's __init__ would build the whole job: only the builders run
+    trainer.config, trainer.health = config, HealthConfig(rollout_stall_timeout_s=7)
+    ours, verls = trainer._build_replay_buffer(), PPOTrainerSync._build_replay_buffer(trainer)
+    assert type(verls) is ReplayBuffer and isinstance(ours, ReplayBuffer)
+    for name in ("trainer_mode", "trainer_config", "max_off_policy_threshold", "max_off_policy_strategy",
+                 "sampler_kwargs", "refill_fn", "filter_groups_metric", "sync_refill_failed_groups"):
+        assert getattr(ours, name) == getattr(verls, name), name
+    assert (ours.poll_interval, ours.stall_timeout_s) == (0.5, 7.0)
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +215,31 @@ def test_the_interrupt_wakes_a_main_thread_blocked_in_a_wait():
         signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - start < 10
     assert re.fullmatch(r".+\.py:\d+ in \w+", place[0]), place  # the note names where the main thread was
+
+
+_ENTRY_POINT = """
+import sys, threading
+import hydra
+
+@hydra.main(config_path=sys.argv.pop(1), config_name=sys.argv.pop(1), version_base=None)
+def main(config):
+    print("monitor threads:", sum(t.name == "drift-job-monitor" for t in threading.enumerate()))
+
+main()
+"""
+
+
+@pytest.mark.parametrize("config_path, config_name, overrides, monitors", [
+    # python -m verl.trainer.main_ppo +recipe=...: the recipe's Hydra callback starts the monitor for the job
+    ("pkg://verl.trainer.config", "ppo_trainer", ["+recipe=grpo", "+task=tiny"], 1),
+    # python -m drift_verl.main: the entry point starts its own around verl's run_ppo (launch.py), not the callback
+    ("pkg://recipes", "drift_main", ["recipe=grpo"], 0),
+])
+def test_the_recipes_hydra_callback_monitors_verls_entry_point(tmp_path, config_path, config_name, overrides,
+                                                               monitors):
+    """Hydra's real job machinery, with a task function in place of the entry point's body (which would start Ray)."""
+    proc = subprocess.run([sys.executable, "-c", "import verl\n" + _ENTRY_POINT, config_path, config_name,
+                           *overrides, f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == f"monitor threads: {monitors}"
+

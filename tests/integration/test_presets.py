@@ -42,6 +42,7 @@ def test_preset_has_the_papers_settings_and_passes_verl_validation(preset, recip
     assert actor.optim.lr == 5e-6 and actor.optim.lr_warmup_steps_ratio == 0.1
     assert actor.optim.lr_scheduler_type == "constant"
     assert config.trainer.total_epochs == 1 and config.trainer.total_training_steps is None
+    assert config.drift.epochs == 1  # DRIFT: one weighted-SFT pass over the store
     # 128 trajectories per optimizer step; GRPO: one on-policy update per step
     assert actor.ppo_mini_batch_size * rollout.n == TRAJECTORIES_PER_STEP
     assert config.data.train_batch_size == actor.ppo_mini_batch_size and actor.ppo_epochs == 1

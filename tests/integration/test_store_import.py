@@ -10,8 +10,8 @@ import pytest
 
 from drift_verl import store as cli
 from drift_verl.core.store import TrajectoryStore
-from drift_verl.core.weights import trajectory_return
 from drift_verl.tiny import task
+from tests.core.rows import paper_return
 from tests.integration.loop_harness import run_loop
 
 pytestmark = pytest.mark.timeout(300)
@@ -94,8 +94,8 @@ def _held_out_rows(prompts: int, samples: int, seed: int = 0) -> list[dict]:
 
 def _formula(rows, beta, gamma=0.9):
     """w = exp(R/beta) / mean over the prompt's group of exp(R/beta), row by row."""
-    returns = [trajectory_return(list(r["turn_rewards"].values()), r["format_penalty"],
-                                 [a for a in r["answer_norms"] if a is not None], gamma) for r in rows]
+    returns = [paper_return(list(r["turn_rewards"].values()), r["format_penalty"], r["answer_norms"], gamma, 0.5)
+               for r in rows]
     weights = []
     for i, row in enumerate(rows):
         group = [math.exp(returns[j] / beta) for j, other in enumerate(rows) if other["prompt_id"] == row["prompt_id"]]

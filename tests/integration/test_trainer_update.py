@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 from verl.utils import tensordict_utils as tu
 
 from drift_verl.integration import trainer as trainer_module
-from drift_verl.integration.config import DriftConfig
+from drift_verl.core.config import DriftConfig
 from drift_verl.integration.trainer import DriftTrainer
 
 ROWS = [{"prompt_ids": [5, 6], "response_ids": [7, 8, 9], "response_mask": [1, 1, 1], "turn_spans": [[0, 3]]}] * 4
@@ -60,3 +60,18 @@ def test_a_step_without_weight_trains_nothing():
     advantages = batch["advantages"]
     values = advantages.values() if advantages.is_nested else advantages
     assert float(values.abs().sum()) == 0.0
+
+
+def test_verl_names_the_mode_and_the_drift_trainer_runs_as_sync():
+    """verl 0.9.1's trainer sets ``trainer_mode`` from the config, then builds its replay buffer and branches on it;
+    the DRIFT trainer reads ``sync`` from the first use on."""
+    import inspect
+
+    from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+
+    init = inspect.getsource(PPOTrainer.__init__)
+    assert init.index("self.trainer_mode = self.config.trainer.v1.trainer_mode") < init.index("_build_replay_buffer()")
+    trainer = object.__new__(DriftTrainer)
+    trainer.trainer_mode = "drift"  # what verl assigns
+    assert trainer.trainer_mode == "sync"
+

@@ -50,20 +50,22 @@ def test_device_module_stands_in_for_torch_cuda():
 
 def test_platform_is_never_auto_detected_without_env(monkeypatch):
     monkeypatch.delenv("VERL_PLATFORM", raising=False)
-    assert not platform_cpu.PlatformCPU().is_platform_available(use_smi_check=True)
+    platform = platform_cpu.PlatformCPU()  # as verl builds every registered platform to probe for hardware
+    assert not platform.is_platform_available(use_smi_check=True)
     monkeypatch.setenv("VERL_PLATFORM", "cpu")
-    assert platform_cpu.PlatformCPU().is_platform_available(use_smi_check=True)
+    assert platform.is_platform_available(use_smi_check=True)
 
 
-def _run_fresh(code: str, platform: str | None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "VERL_PLATFORM"}
+def _run_fresh(code: str, platform: str | None, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("VERL_PLATFORM", "VERL_ENGINE_DEVICE")}
     if platform:
         env["VERL_PLATFORM"] = platform
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], env=env, capture_output=True,
+                          text=True)
 
 
 def test_activated_patches_in_a_fresh_process():
-    """verl itself, with VERL_PLATFORM=cpu: platform, engine registry, unpinned offload, gloo process group."""
+    """verl itself, with VERL_PLATFORM=cpu: platform, engine lookup, unpinned offload, gloo process group."""
     proc = _run_fresh(
         """
         import os, tempfile
@@ -92,19 +94,87 @@ def test_activated_patches_in_a_fresh_process():
     assert "OK" in proc.stdout
 
 
-def test_patches_stay_off_without_cpu_platform():
+def test_set_up_when_verl_selects_the_platform_not_on_import():
+    proc = _run_fresh(
+        """
+        import os
+        import torch.distributed as dist
+        import verl
+        from verl.utils.device import get_device_name
+
+        assert "VERL_ENGINE_DEVICE" not in os.environ and dist.init_process_group.__module__.startswith("torch.")
+        assert get_device_name() == "cpu"  # verl selects its platform: the cpu platform sets itself up
+        assert os.environ["VERL_ENGINE_DEVICE"] == "cuda"
+        assert dist.init_process_group.__module__ == "drift_verl.platform.cpu"
+        print("OK")
+        """,
+        platform="cpu",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_selected_while_verls_fsdp_engine_loads():
+    """verl's FSDP module asks for the device as it loads (a worker's first question, often): its offload policy is
+    replaced in the module as loaded so far."""
     proc = _run_fresh(
         """
         import verl
+        from verl.workers.engine.fsdp import transformer_impl
+
+        assert transformer_impl.device_name == "cpu"
+        assert transformer_impl.CPUOffloadPolicy(pin_memory=True).pin_memory is False
+        print("OK")
+        """,
+        platform="cpu",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_patches_stay_off_without_cpu_platform():
+    proc = _run_fresh(
+        """
+        import os
+        import verl
         import torch.distributed as dist
-        from verl.workers.engine.base import EngineRegistry
-        assert not getattr(dist.init_process_group, "_drift_dedup", False)
-        assert "cpu" not in EngineRegistry._engines["language_model"].get("fsdp", {})
+        from verl.utils.device import get_device_name
+        from verl.workers.engine.fsdp import transformer_impl
+
+        assert get_device_name() != "cpu"  # verl's own choice (its fallback, nvidia, on a machine without GPU)
+        assert "VERL_ENGINE_DEVICE" not in os.environ and dist.init_process_group.__module__.startswith("torch.")
+        assert transformer_impl.CPUOffloadPolicy(pin_memory=True).pin_memory is True
         print("OK")
         """,
         platform=None,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_main_ppo_with_the_cpu_preset_runs_on_the_cpu_platform(tmp_path):
+    """``python -m verl.trainer.main_ppo ... +platform=cpu``: verl resolves its platform on import, before Hydra
+    reads the command line; the preset's Hydra callback selects the cpu platform as the job starts, so verl's own
+    device check (``auto_set_device``, the first line of its main) keeps ``trainer.device=cpu``. Hydra's real
+    entry-point machinery, with a task function in place of verl's body (which would start Ray)."""
+    proc = _run_fresh(
+        """
+        import os, sys
+        import hydra
+        import verl.trainer.main_ppo  # resolves verl's platform, as `python -m verl.trainer.main_ppo` does
+        from verl.utils.device import auto_set_device, get_device_name
+
+        imported = get_device_name()
+
+        @hydra.main(config_path="pkg://verl.trainer.config", config_name="ppo_trainer", version_base=None)
+        def main(config):
+            auto_set_device(config)
+            print("OK", imported, get_device_name(), config.trainer.device, os.environ["VERL_PLATFORM"])
+
+        main()
+        """,
+        None,
+        "+platform=cpu", f"hydra.run.dir={tmp_path}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split()[-5:] == ["OK", "cuda", "cpu", "cpu", "cpu"]
 
 
 def test_vllm_version_marker_carries_cpu_suffix():
