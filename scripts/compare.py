@@ -363,8 +363,7 @@ def weight_health(folder: Path, drift: dict, seed: int = 0) -> dict:
     from drift_verl.core.diagnostics import weigh
     from drift_verl.core.schedule import Schedule, epoch_seed
     from drift_verl.core.store import TrajectoryStore, returns_and_groups
-    from drift_verl.core.weights import WeightConfig
-    from drift_verl.integration.config import DriftConfig
+    from drift_verl.core.config import DriftConfig, WeightConfig
 
     store = TrajectoryStore.open(folder)
     config = WeightConfig(beta=drift["beta"])  # the recipe's gamma, repetition coefficient and group normalisation

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from drift_verl.core.weights import WeightConfig, trajectory_weights
+from drift_verl.core.config import WeightConfig
+from drift_verl.core.weights import trajectory_weights
 
 
 def group_ess_fraction(weights: np.ndarray, groups: np.ndarray) -> np.ndarray:

@@ -120,7 +120,8 @@ def child(args) -> None:
 
     from drift_verl.core.store import returns_and_groups
     from drift_verl.core.diagnostics import diagnostics
-    from drift_verl.core.weights import WeightConfig, group_codes, group_weights
+    from drift_verl.core.config import WeightConfig
+    from drift_verl.core.weights import group_codes, group_weights
 
     store = _store(Path(args.workdir), args.child, args.group_size, args.prompts_per_shard)
     config = WeightConfig()  # the drift: defaults
