@@ -34,6 +34,21 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: (bool(item.get_closest_marker("e2e")), bool(item.get_closest_marker("install"))))
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failure's traceback and a slow phase's time, printed when they happen: a CI run cut off by its time limit
+    still shows what failed and where the minutes went (pytest prints both only at the end)."""
+    report = (yield).get_result()
+    reporter = item.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    if report.failed:
+        reporter.write_line(f"\nFAILED {item.nodeid} ({report.when}), after {report.duration:.0f} s:")
+        reporter.write_line(report.longreprtext[-6000:])
+    elif report.duration > 30:
+        reporter.write_line(f"\n[{report.duration:.0f} s] {item.nodeid} ({report.when})")
+
+
 @pytest.fixture(scope="session")
 def tiny_model_path() -> str:
     from drift_verl.tiny import assets

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import REPO, import_rows, run_job, tail
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 SHORTER = ["drift.max_prompts=16", "drift.epochs=2", "actor_rollout_ref.rollout.val_kwargs.n=4",
            "trainer.logger=[console,file]"]
@@ -27,7 +27,7 @@ def readme_main_job() -> list[str]:
 
 
 def test_readme_main_job_runs_and_prints_the_summary(tmp_path):
-    proc, metrics = run_job([*readme_main_job(), *SHORTER], tmp_path, timeout=1700)
+    proc, metrics = run_job([*readme_main_job(), *SHORTER], tmp_path, timeout=840)
     assert proc.returncode == 0, tail(proc)
     output = proc.stdout + proc.stderr
     assert "DRIFT finished" in output
