@@ -17,9 +17,12 @@ from functools import lru_cache
 
 @lru_cache(maxsize=None)
 def _load(path: str):
-    from verl.utils.import_utils import load_extern_object
+    """The routed function, loaded as verl loads a ``custom_reward_function`` but without importing verl: in a
+    verifier worker, verl's loader would import torch and Ray (seconds, and more memory than the worker's cap
+    leaves) inside the first call's deadline, so every call would time out and score 0."""
+    from drift_verl.integration.verifier import load_function
 
-    return load_extern_object(module_path=path, object_name="compute_score")
+    return load_function(path, "compute_score")
 
 
 def route(data_source: str, routes=None, default: str | None = None) -> str:

@@ -143,6 +143,8 @@ def score(benchmarks: dict[str, Benchmark], rows: list[dict], max_turns: int) ->
         infos = by_source.get(name, [])
         bench.trajectories = len(infos)
         bench.metrics = metrics_from_info(infos, max_turns)
+        if infos:  # calls that timed out, raised or crashed scored 0: above 0, the scores understate the model
+            bench.metrics["verifier_failures"] = sum(int(row.get("verifier_failures", 0)) for row in infos)
     return benchmarks
 
 
@@ -157,6 +159,10 @@ def markdown(report: dict) -> str:
     if report["checkpoint"]:
         lines.append(f"- checkpoint: `{report['checkpoint']}`")
     lines.append(f"- {turns} turns, {report['sampling']['mode']} ({json.dumps(report['sampling']['val_kwargs'])})")
+    failed = {name: b["metrics"]["verifier_failures"] for name, b in report["benchmarks"].items()
+              if b["metrics"].get("verifier_failures")}
+    if failed:
+        lines.append(f"- verifier calls that failed and scored 0 (the scores understate the model): {failed}")
     for kind, heading in KINDS.items():
         group = {name: b for name, b in report["benchmarks"].items() if b["kind"] == kind}
         if not group:

@@ -158,7 +158,7 @@ class FeedbackAgentLoop(AgentLoopBase):
             # written per trajectory to its dump (trainer.validation_data_dir), which drift_verl.eval.evaluate reads; verl
             # skips strings when averaging, so data_source only labels the dumped rows
             "reward_extra_info": {**trajectory_info(turn_rewards, answers, self.max_turns),
-                                  "data_source": str(data_source)},
+                                  "verifier_failures": float(verifier_failures), "data_source": str(data_source)},
         }
         return TurnCreditOutput(
             prompt_ids=list(prompt_ids),

@@ -59,6 +59,7 @@ def test_eval_two_benchmarks_json_markdown_plot(tmp_path):
         assert sum(m[f"acc_at_turn_{k}"] for k in range(1, TURNS + 1)) == pytest.approx(within[-1])
         assert 1 <= m["mean_turns"] <= TURNS and 0 <= m["format_failure_rate"] <= 1
         assert 0 <= m["non_repeat_ratio"] <= 1
+        assert m["verifier_failures"] == 0  # every turn scored by its verifier (by_source routes in capped workers)
     # the per-trajectory dump the metrics come from: verl's own validation, through the feedback loop
     (dump,) = (out / "generations").glob("*.jsonl")
     rows = [json.loads(line) for line in dump.read_text().splitlines()]

@@ -9,26 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, import_rows, run_job, tail
+from tests.conftest import import_rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-SHORTER = ["drift.max_prompts=16", "drift.epochs=2", "actor_rollout_ref.rollout.val_kwargs.n=4",
-           "trainer.logger=[console,file]"]
 CONSOLE_BUDGET = 60  # lines, a progress bar counted by its final state
 
 
-def readme_main_job() -> list[str]:
-    """The arguments after ``.venv/bin/python`` in the README's set-up command for the main job."""
-    readme = (REPO / "README.md").read_text()
-    match = re.search(r"^bash scripts/setup\.sh && \.venv/bin/python (-m drift_verl\.main[^\n]*)$", readme, re.M)
-    assert match, "README: the main-job set-up command is missing"
-    return match.group(1).split()
-
-
-def test_readme_main_job_runs_and_prints_the_summary(tmp_path):
-    proc, metrics = run_job([*readme_main_job(), *SHORTER], tmp_path, timeout=840)
-    assert proc.returncode == 0, tail(proc)
+def test_readme_main_job_runs_and_prints_the_summary(main_job):
+    workdir, proc, metrics = main_job
     output = proc.stdout + proc.stderr
     assert "DRIFT finished" in output
     summary = output.split("DRIFT finished")[1]
@@ -38,8 +27,8 @@ def test_readme_main_job_runs_and_prints_the_summary(tmp_path):
     # the embedded reference policy answers: 16 prompts x 8 samples, about 60% solved within 5 turns
     assert metrics[0]["drift/reference/solved_within_5"] > 0.2
     assert metrics[8]["training/global_step"] == 8
-    _the_console_is_quiet_and_the_log_has_the_rest(proc, tmp_path)
-    _imports_as_the_agent_loop_made_it(tmp_path)
+    _the_console_is_quiet_and_the_log_has_the_rest(proc, workdir)
+    _imports_as_the_agent_loop_made_it(workdir)
 
 
 def console_lines(text: str) -> list[str]:

@@ -175,6 +175,22 @@ def test_by_source_reward_routes_per_data_source():
         by_source.compute_score("other", "x", "1", None, routes=routes)
 
 
+def test_by_source_scores_within_a_verifier_workers_deadline():
+    """The evaluation's verifier as the feedback loop calls it: in a capped worker process, each call (the first
+    included, which loads the routed functions) within a deadline far below the verifier timeout."""
+    from drift_verl.integration.verifier import VerifierPool
+
+    pool = VerifierPool(size=1)
+    try:
+        pool.call("pkg://reward_fns.exact", "compute_score", ("warm", "", "1"), {}, 60)  # the worker's own start
+        kwargs = {"routes": {"mcq": "pkg://reward_fns.choice"}, "default": "pkg://reward_fns.exact"}
+        for source, answer, gold in (("mcq", "<answer>B</answer>", "B"), ("add", "<answer>12</answer>", "12")):
+            call = ("pkg://reward_fns.by_source", "compute_score", (source, answer, gold), kwargs, 2.0)
+            assert pool.call(*call) == 1.0, source
+    finally:
+        pool.close()
+
+
 def test_validation_logs_give_the_same_metrics():
     """verl's validation averages the feedback loop's reward_extra_info per data source (strings skipped); the
     summary of those means equals the metrics of the trajectories themselves."""
