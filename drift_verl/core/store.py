@@ -189,12 +189,15 @@ class TrajectoryStore:
         with pq.ParquetFile(self.shard_path(index)) as shard:  # lighter than pq.read_table for one file
             return shard.read(columns=columns)
 
-    def verify(self, samples_per_prompt: int) -> None:
+    def verify(self, samples_per_prompt: int, written_only: bool = False) -> None:
         """Every shard is present, a readable parquet file of the store's schema, with ``samples_per_prompt``
-        rows per prompt; else :class:`StoreError` naming the shard. Run before a store is trained on."""
+        rows per prompt; else :class:`StoreError` naming the shard. Run before a store is trained on.
+        ``written_only``: the shards written so far (a store a job will resume filling)."""
         for index in range(self.num_shards):
             path = self.shard_path(index)
             if not path.exists():
+                if written_only:
+                    continue
                 raise StoreError(f"{path}: missing; re-run the same command to roll it out (before the round's "
                                  "training started), or restore it")
             try:

@@ -1,5 +1,5 @@
 """``python -m drift_verl.main``'s job (also ``python -m drift_verl.eval``'s): start-up checks, the typed ``drift:``
-section checked before Ray starts, then verl's own ``run_ppo`` under the job monitor.
+section and an earlier run's store checked before Ray starts, then verl's own ``run_ppo`` under the job monitor.
 
 The config is verl's ``ppo_trainer`` plus drift-verl's config groups (``task``, ``recipe``, ``platform``). The same
 groups reach ``python -m verl.trainer.main_ppo +recipe=drift +task=tiny +platform=cpu`` through drift-verl's verl
@@ -20,6 +20,7 @@ from drift_verl.integration import console
 from drift_verl.core.config import ConfigError, DriftConfig
 from drift_verl.integration.config import check_job
 from drift_verl.integration.health import PREFIX, JobMonitor
+from drift_verl.integration.store_identity import check_own_store
 from drift_verl.platform import cpu as platform_cpu
 
 RECIPES = ("grpo", "drift")
@@ -76,6 +77,11 @@ def run(config: DictConfig) -> None:
         raise StartupError(str(error)) from None
     with console.on_terminal():  # the embedded reference policy is built here on first use, its bar on the terminal
         str(config.actor_rollout_ref.model.path)
+    try:  # a damaged store of an earlier run of this job ends it in seconds, not after Ray and vLLM start
+        if drift.recipe == "drift" and not drift.store:
+            check_own_store(config, drift)
+    except StoreError as error:
+        raise StartupError(str(error)) from None
     with JobMonitor(drift.health) as monitor:
         try:
             run_verl(config)

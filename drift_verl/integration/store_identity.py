@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from drift_verl.core.config import DriftConfig
-from drift_verl.core.store import StoreError, TrajectoryStore, content_identity, tokenizer_identity
+from drift_verl.core.store import StoreError, TrajectoryStore, content_identity, fingerprint, tokenizer_identity
 from drift_verl.integration.verifier import pkg_module
 
 
@@ -80,3 +80,14 @@ def open_for_training(folder: str | Path, config) -> TrajectoryStore:
                          f"{made}, longer than this configuration's {lengths}: its trajectories would be cut. Set "
                          "them at least as long as the store's")
     return store
+
+
+def check_own_store(config, drift: DriftConfig) -> None:
+    """The first round's store this configuration rolls out into (or trains from), if an earlier run made it: a
+    readable manifest and readable shards of the right size, else :class:`StoreError` naming the file. Run in the
+    driver (``python -m drift_verl.main``), so that a damaged store ends the job in seconds, before Ray and vLLM
+    start; the trainer checks again in every entry point."""
+    spec = rollout_spec(config, drift, content_identity(config.actor_rollout_ref.model.path), 0)
+    folder = Path(drift.store_dir) / fingerprint(spec)
+    if (folder / "manifest.json").exists():
+        TrajectoryStore.open(folder).verify(int(config.actor_rollout_ref.rollout.n), written_only=drift.rolls_out)

@@ -6,7 +6,7 @@ of the whole job after K more shards; SIGKILL in the weight pass; SIGKILL in pha
 engine killed in the middle of the weight sync after checkpoint 4; SIGKILL halfway through writing checkpoint 6.
 The last run finishes. Then: nothing lost or duplicated in the store, every shard written before a fault kept
 byte for byte, every step trained with the mini-batch the schedule gives it, in every run that trained it.
-Finally a truncated shard and a truncated manifest each stop a job with one line naming the file.
+Finally a truncated shard and a truncated manifest each stop a job with one line naming the file, before Ray starts.
 """
 
 import json
@@ -179,7 +179,7 @@ def test_seven_faults_then_resume_lose_nothing_and_keep_the_schedule(tmp_path):
     assert all(digest == expected[step] for step, digest in logged), logged
     report["steps_trained_in_all_runs"] = len(logged)
 
-    # damaged store files: a job on the store stops with one line naming the file
+    # damaged store files: a job on the store stops with one line naming the file, before Ray starts
     shard = store / "shard-00003.parquet"
     shard.write_bytes(kept[shard][: len(kept[shard]) // 2])
     manifest, manifest_text = store / "manifest.json", (store / "manifest.json").read_text()
@@ -188,8 +188,10 @@ def test_seven_faults_then_resume_lose_nothing_and_keep_the_schedule(tmp_path):
         damage()
         job = Job(tmp_path, name, argv=[f"trainer.default_local_dir={tmp_path / name}", "drift.beta=0.5"])
         code, output = job.finish()
-        line = _last_failure_line(output)
-        assert code == 1 and str(named) in line, line
+        line = output.strip().splitlines()[-1]
+        assert code == 1 and line.startswith(f"drift-verl: {named}: "), output[-3000:]
+        verl_log = tmp_path / name / "console.log"
+        assert not verl_log.exists() or "ray init kwargs" not in verl_log.read_text(), "Ray started"
         report["faults"].append(f"{name}: clear error")
     report.update(faults_injected=len(report["faults"]), resumed_losslessly=6, clear_errors=2)
     (tmp_path / "fault_report.json").write_text(json.dumps(report, indent=2))

@@ -10,7 +10,8 @@ from safetensors.torch import save_file
 
 from drift_verl.core.config import DriftConfig
 from drift_verl.core.store import StoreError, TrajectoryStore, content_identity, fingerprint
-from drift_verl.integration.store_identity import open_for_training, rollout_spec
+from drift_verl.integration.store_identity import check_own_store, open_for_training, rollout_spec
+from tests.core.rows import store_row
 
 
 @pytest.fixture(autouse=True)
@@ -99,6 +100,28 @@ def test_a_store_longer_than_the_configured_lengths_is_refused(tmp_path):
     with pytest.raises(StoreError, match=r"manifest.json: made with data.max_prompt_length/max_response_length "
                                          r"\[96, 192\], longer than this configuration's \[96, 64\]"):
         open_for_training(store.dir, shorter)
+
+
+def test_the_driver_finds_a_damaged_store_of_an_earlier_run(tmp_path):
+    """What ``python -m drift_verl.main`` checks before Ray starts: the store this configuration rolls out into, as
+    far as an earlier run wrote it (missing shards are resumed), or the whole store to train from."""
+    data, model = _data_and_model(tmp_path)
+    config = _config(model, data, f"drift.store_dir={tmp_path / 'stores'}", "actor_rollout_ref.rollout.n=2")
+    drift = DriftConfig.from_section(config.drift)
+    check_own_store(config, drift)  # no store yet
+    store = TrajectoryStore(tmp_path / "stores", _spec(config, content_identity(str(model))), 2, 1)
+    store.write_shard(0, [store_row("a", 0, [1.0], ["7"]), store_row("a", 1, [0.0], ["6"])])
+    check_own_store(config, drift)  # half written: the job will roll out the rest
+    trains_only = _config(model, data, f"drift.store_dir={tmp_path / 'stores'}", "actor_rollout_ref.rollout.n=2",
+                          "drift.phases=[weights,update]")
+    with pytest.raises(StoreError, match="shard-00001.parquet: missing"):
+        check_own_store(trains_only, DriftConfig.from_section(trains_only.drift))
+    store.shard_path(0).write_bytes(store.shard_path(0).read_bytes()[:60])
+    with pytest.raises(StoreError, match=f"{store.shard_path(0)}: not a readable parquet shard"):
+        check_own_store(config, drift)
+    (store.dir / "manifest.json").write_text('{"spec": {')
+    with pytest.raises(StoreError, match=f"{store.dir / 'manifest.json'}: not a readable manifest"):
+        check_own_store(config, drift)
 
 
 def test_how_the_store_is_weighted_is_not_part_of_it(tmp_path):
