@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pytest
 
+from drift_verl.core import stats
 from drift_verl.eval import protocol
 from tests.conftest import FIXTURES, REPO
 
@@ -163,35 +164,6 @@ def test_tuning_cost_is_the_whole_dev_grid_with_the_store_once():
 
 
 # ------------------------------------------------------------------------------------------------ statistics
-@pytest.mark.parametrize("dof, expected", [(1, 12.706204736174694), (2, 4.302652729749462), (4, 2.7764451051977934),
-                                           (4.5, 2.6589123472044034), (7.3, 2.345066736547703),
-                                           (8, 2.306004135204166), (30, 2.0422724563012378),
-                                           (1000, 1.9623390808264083)])
-def test_t_quantile_matches_scipy(dof, expected):
-    """Values of scipy.stats.t.ppf(0.975, dof) (scipy 1.16), fractional dof included (Welch)."""
-    assert protocol.t_quantile(0.975, dof) == pytest.approx(expected, rel=1e-10)
-    assert protocol.t_quantile(0.025, dof) == pytest.approx(-expected, rel=1e-10)
-
-
-def test_t_distribution_function_matches_closed_forms():
-    for t in (-3.0, -0.4, 0.0, 0.7, 5.0):
-        assert protocol.t_cdf(t, 1) == pytest.approx(0.5 + math.atan(t) / math.pi, abs=1e-12)  # Cauchy
-        assert protocol.t_cdf(t, 2) == pytest.approx(0.5 + t / (2 * math.sqrt(2 + t * t)), abs=1e-12)
-
-
-def test_confidence_intervals_match_scipy():
-    """scipy.stats.ttest_rel / ttest_ind(equal_var=False) ... .confidence_interval(0.95) on the same numbers."""
-    mean, ci = protocol.paired_ci([0.66, 0.70, 0.61, 0.68, 0.64], [0.65, 0.66, 0.62, 0.64, 0.66])
-    assert mean == pytest.approx(0.012) and ci == pytest.approx([-0.022454777651513373, 0.04645477765151335])
-    mean, ci = protocol.welch_ci([0.70, 0.72, 0.68, 0.71, 0.69], [0.60, 0.66, 0.63, 0.58, 0.65])
-    assert mean == pytest.approx(0.076) and ci == pytest.approx([0.03480090165988517, 0.11719909834011474])
-    # equal variances and n: Welch's dof is 2(n - 1) = 8
-    a = [0.70, 0.72, 0.68, 0.71, 0.69]
-    mean, ci = protocol.welch_ci(a, [x - 0.05 for x in reversed(a)])
-    assert ci[1] - mean == pytest.approx(2.306004135204166 * math.sqrt(2 * np.var(a, ddof=1) / 5))
-    assert protocol.paired_ci([0.5], [0.4])[1] is None and protocol.welch_ci([0.5], [0.4, 0.3])[1] is None
-
-
 def test_verdict_words_follow_the_interval():
     assert protocol.verdict([0.01, 0.05]) == "better"
     assert protocol.verdict([-0.05, -0.001]) == "worse"
@@ -214,7 +186,7 @@ def test_pairing_only_where_the_seed_fixes_the_same_steps():
     assert differences["drift_minus_best_grpo"]["paired"] is False
     assert differences["drift_minus_best_grpo"]["methods"] == ["drift", "grpo"]
     assert differences["drift_rounds_minus_best_grpo"]["paired"] is False
-    expected = protocol.paired_ci([0.68, 0.69, 0.66], [0.65, 0.66, 0.64])
+    expected = stats.paired_ci([0.68, 0.69, 0.66], [0.65, 0.66, 0.64])
     assert differences["drift_minus_sft_rejection"]["mean"] == pytest.approx(expected[0])
     assert differences["drift_minus_sft_rejection"]["ci95"] == pytest.approx(expected[1])
     # the same order for unweighted SFT too: paired

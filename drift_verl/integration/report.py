@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow.compute as pc
 
 from drift_verl.core.metrics import multi_turn_metrics, validation_summary
+from drift_verl.core.stats import validation_gain
 from drift_verl.core.store import TrajectoryStore
+
+NON_REPEAT_NOTE = ("    non_repeat_ratio counts new answers after feedback in the conversations that reach turn 2; a "
+                   "policy that solves more\n    at turn 1 leaves harder ones there, so it can fall with no more "
+                   "repeating (scripts/non_repeat.py fixes the contexts)")
 
 
 def rollout_quality(store: TrajectoryStore, max_turns: int) -> tuple[dict, dict]:
@@ -42,10 +48,26 @@ def validation_line(step: int, metrics: dict, seconds: float) -> str:
     return f"[drift] validation at step {step}: " + ("; ".join(parts) or "done") + f" ({seconds:.0f} s)"
 
 
+def validation_gains(directory: str | None, validation_history: list[tuple[int, dict]],
+                     max_turns: int) -> dict[str, dict]:
+    """Per data source, the change in solved within ``max_turns`` turns from the first to the last validation,
+    paired by problem (:func:`drift_verl.core.stats.validation_gain`), from verl's validation dumps
+    (``trainer.validation_data_dir``: ``<step>.jsonl``); empty without two validations and their dumps."""
+    steps = sorted({step for step, _ in validation_history})
+    if not directory or len(steps) < 2:
+        return {}
+    dumps = [Path(directory) / f"{step}.jsonl" for step in (steps[0], steps[-1])]
+    if not all(dump.is_file() for dump in dumps):
+        return {}
+    before, after = ([json.loads(line) for line in dump.read_text().splitlines() if line.strip()] for dump in dumps)
+    return validation_gain(before, after, f"solved_within_{max_turns}")
+
+
 def summary(phase_times: dict[str, float], validation_history: list[tuple[int, dict]], run_dir: Path | None,
-            store: TrajectoryStore | None) -> str:
-    """Time per phase, validation from the first to the last point, and where the outputs are (``run_dir``: None
-    when nothing was trained)."""
+            store: TrajectoryStore | None, gains: dict[str, dict] | None = None) -> str:
+    """Time per phase, validation from the first to the last point (with ``gains``, the change in solved within
+    T turns and its 95% interval, paired by problem), and where the outputs are (``run_dir``: None when nothing
+    was trained)."""
     lines = ["", "=" * 72, "DRIFT finished"]
     for name, seconds in phase_times.items():
         lines.append(f"  {name:<40s} {seconds:8.1f} s")
@@ -54,9 +76,17 @@ def summary(phase_times: dict[str, float], validation_history: list[tuple[int, d
         before, after = validation_summary(first), validation_summary(last)
         for source, values in after.items():
             lines.append(f"  validation {source}: step {first_step} -> step {last_step}")
-            shown = [n for n in values if n.startswith("solved_within_")] + ["non_repeat_ratio"]
-            for name, value in ((n, values[n]) for n in shown if n in values):
+            solved = [n for n in values if n.startswith("solved_within_")]
+            for name, value in ((n, values[n]) for n in [*solved, "non_repeat_ratio"] if n in values):
                 lines.append(f"    {name:<24s} {before.get(source, {}).get(name, float('nan')):6.3f} -> {value:6.3f}")
+            gain = (gains or {}).get(source)
+            if gain is not None:
+                interval = ("no interval: one problem" if gain["ci"] is None
+                            else f"95% CI {gain['ci'][0]:+.3f} to {gain['ci'][1]:+.3f}")
+                lines.append(f"    change in {solved[-1]}: {gain['gain']:+.3f} ({interval}; paired over "
+                             f"{gain['problems']} problems)")
+            if "non_repeat_ratio" in values and first_step != last_step:
+                lines.append(NON_REPEAT_NOTE)
     if run_dir is not None:
         lines.append(f"  checkpoints: {run_dir.resolve()}")
     if store is not None:

@@ -272,6 +272,9 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
             weights = self._phase_weights(store, round_index)
             self._phase_update(store, weights, round_index)
         self._shutdown_dump_executor()
+        # verl's validation dumps are all written now (its dump executor is drained)
+        gains = report.validation_gains(trainer.get("validation_data_dir"), self.validation_history,
+                                        self.drift.env.max_turns)
         console.say(report.summary(self.phase_times, self.validation_history,
-                                   self._run_dir() if self.drift.trains else None, store))
+                                   self._run_dir() if self.drift.trains else None, store, gains))
         console.close()  # the driver's quiet console stops waiting for this process

@@ -24,6 +24,10 @@ def test_readme_main_job_runs_and_prints_the_summary(main_job):
     assert re.search(r"validation drift_tiny_add: step 0 -> step 8", summary), summary[:2000]
     for name in ("solved_within_1", "solved_within_5", "non_repeat_ratio"):
         assert re.search(rf"{name}\s+\d\.\d{{3}} ->\s+\d\.\d{{3}}", summary), name
+    # the change with its interval, paired by problem, from verl's validation dumps in the run folder
+    assert re.search(r"change in solved_within_5: [+-]\d\.\d{3} \(95% CI [+-]\d\.\d{3} to [+-]\d\.\d{3}; paired over "
+                     r"\d+ problems\)", summary), summary[:2000]
+    assert (workdir / "checkpoints" / "drift_verl" / "drift_tiny" / "validation" / "8.jsonl").is_file()
     # the embedded reference policy answers: 16 prompts x 8 samples, about 60% solved within 5 turns
     assert metrics[0]["drift/reference/solved_within_5"] > 0.2
     assert metrics[8]["training/global_step"] == 8

@@ -121,6 +121,29 @@ def test_one_line_per_validation_with_the_metrics_that_matter():
     assert report.validation_line(0, {"val-core/other/acc/mean@1": 1.0}, 3) == "[drift] validation at step 0: done (3 s)"
 
 
+def test_the_summary_gives_the_gain_paired_by_problem_from_verls_validation_dumps(tmp_path):
+    """Two validations dumped as verl's ``_write_generations`` writes them (one JSON line per trajectory)."""
+    def dump(step: int, solved: list[list[float]]) -> dict:
+        rows = [{"input": f"problem {p}", "output": "...", "gts": "7", "score": s, "step": step, "data_source": "tiny",
+                 "solved_within_1": s, "solved_within_2": s, "uid": f"u{p}_{i}_0"}
+                for p, values in enumerate(solved) for i, s in enumerate(values)]
+        (tmp_path / f"{step}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+        means = {"solved_within_1": 0.5, "solved_within_2": 0.5, "assistant_turns": 1.5, "acc": 0.5,
+                 "solved_turn": 1.0, "fresh_answers": 0.5, "retried_answers": 1.0, "unparsed_turns": 0.0}
+        return {f"val-core/tiny/{k}/mean@2": v for k, v in means.items()}
+
+    history = [(0, dump(0, [[0, 0], [1, 0], [0, 1]])), (8, dump(8, [[1, 1], [1, 0], [1, 1]]))]
+    gains = report.validation_gains(str(tmp_path), history, max_turns=2)
+    assert gains["tiny"]["problems"] == 3 and gains["tiny"]["gain"] == pytest.approx(0.5)  # per problem +1, 0, +0.5
+    text = report.summary({"round 0 phase 3 (update)": 10.0}, history, None, None, gains)
+    (line,) = [line for line in text.splitlines() if "change in" in line]
+    low, high = gains["tiny"]["ci"]
+    assert line == f"    change in solved_within_2: +0.500 (95% CI {low:+.3f} to {high:+.3f}; paired over 3 problems)"
+    assert "selection" not in text and "scripts/non_repeat.py fixes the contexts" in text
+    assert report.validation_gains(str(tmp_path), history[:1], 2) == report.validation_gains(None, history, 2) == {}
+    assert "change in" not in report.summary({}, history, None, None, {})  # no dumps: no gain line
+
+
 def _config(**values):
     return OmegaConf.create({"task_name": values.get("task", "tiny"), "drift": {"console": values.get("mode", "auto")},
                              "trainer": {"v1": {"trainer_mode": values.get("trainer", "drift")}}})
