@@ -197,7 +197,11 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
         """One optimizer step of verl's actor on these trajectories, each trained with its weight.
 
         The whole step's weights are normalised here, before verl splits the step into micro-batches and ranks
-        (``drift.loss_normalization``, :func:`drift_verl.core.weights.step_weights`): exact whatever the split."""
+        (``drift.loss_normalization``, :func:`drift_verl.core.weights.step_weights`): exact whatever the split.
+        verl's own ``_update_actor`` does not fit (it takes a TransferQueue ``KVBatchMeta`` and the rollout
+        temperature), so the step carries the settings it sends, with temperature 1 and the whole step as one
+        mini-batch; ``tests/integration/test_trainer_update.py`` reads them from verl's source, so a setting verl
+        adds fails a test."""
         data = self.config.data
         weight_sum = float(np.sum(weights))
         weights = step_weights(weights, self.drift.loss_normalization)

@@ -75,3 +75,28 @@ def test_verl_names_the_mode_and_the_drift_trainer_runs_as_sync():
     trainer.trainer_mode = "drift"  # what verl assigns
     assert trainer.trainer_mode == "sync"
 
+
+
+def test_the_step_carries_every_setting_verls_own_actor_update_sends():
+    """DRIFT's step cannot go through verl's ``_update_actor`` (it takes a TransferQueue ``KVBatchMeta`` and the
+    rollout temperature; DRIFT sends a tensordict and trains its NLL at temperature 1), so it sends the same
+    settings itself. Read from verl's source: a setting verl adds to its update (or a change in how it names the
+    update's metrics) fails here instead of being silently left out of DRIFT's step."""
+    import ast
+    import inspect
+    import textwrap
+
+    from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+
+    source = textwrap.dedent(inspect.getsource(PPOTrainer._update_actor))
+    (extra_info,) = [node.value for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Assign)
+                     and any(getattr(t, "id", None) == "extra_info" for t in node.targets)]
+    verl_settings = {key.value for key in extra_info.keys}
+    assert 'rename_dict(output["metrics"], "actor/")' in source and 'output.pop("actor/mfu")' in source
+    trainer = _trainer("mean")
+    metrics = trainer._update(ROWS, np.ones(4))
+    (batch,) = trainer.actor_rollout_wg.batches
+    sent = {key for key in verl_settings if tu.get(batch, key) is not None}
+    assert sent == verl_settings, f"verl's update sends {sorted(verl_settings - sent)} too"
+    assert tu.get(batch, "temperature") == 1.0 and tu.get(batch, "compute_loss") is True
+    assert "perf/mfu/actor" in metrics and "actor/drift/nll" in metrics
