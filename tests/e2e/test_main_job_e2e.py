@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from transformers import AutoTokenizer
 
 from tests.conftest import import_rows
 
@@ -66,7 +67,8 @@ def _the_console_is_quiet_and_the_log_has_the_rest(proc, workdir):
 def _imports_as_the_agent_loop_made_it(workdir):
     """The reference policy's conversations (vLLM, the feedback agent loop), exported with only their messages and
     rewards and imported: the same token ids, masks and assistant-turn spans, row for row, for every trajectory
-    whose answers all ended with EOS (an answer cut off by the token limit is imported with an EOS)."""
+    whose answers all ended with EOS (an answer cut off by the token limit is imported with an EOS) and whose
+    answers' text survives decoding (an untrained model's broken bytes are imported as their decoded text)."""
     import pyarrow.parquet as pq
 
     from drift_verl.tiny.assets import tiny_reference
@@ -76,7 +78,15 @@ def _imports_as_the_agent_loop_made_it(workdir):
     imported = import_rows(rows, workdir, tiny_reference())
     again = [r for shard in sorted(imported.glob("shard-*.parquet")) for r in pq.read_table(shard).to_pylist()]
     eos = json.loads((Path(tiny_reference()) / "config.json").read_text())["eos_token_id"]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_reference())
+
+    def survives_decoding(ids: list[int]) -> bool:  # else the importer tokenises the text as decoded (README)
+        return tokenizer.encode(tokenizer.decode(ids), add_special_tokens=False) == ids
+
     ended = [i for i, r in enumerate(rows) if all(r["response_ids"][end - 1] == eos for _, end in r["turn_spans"])]
     assert len(ended) >= 0.8 * len(rows), (len(ended), len(rows))
+    ended = [i for i in ended if all(survives_decoding(rows[i]["response_ids"][start:end - 1])
+                                     for start, end in rows[i]["turn_spans"])]
+    assert len(ended) >= 0.75 * len(rows), (len(ended), len(rows))
     fields = ["prompt_id", "sample", "prompt_ids", "response_ids", "response_mask", "turn_spans", "turn_rewards"]
     assert [[again[i][k] for k in fields] for i in ended] == [[rows[i][k] for k in fields] for i in ended]
