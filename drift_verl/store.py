@@ -11,7 +11,7 @@ JSON line per trajectory (``prompt_id``, ``sample``, ``return``, ``weight``), in
 
 ``import`` reads rows in the paper reference implementation's format (``prompt_id``, ``turn_rewards``,
 ``answer_norms``, ``format_penalty``, ``messages``) and tokenises them with the policy's tokenizer as the feedback
-agent loop would (:mod:`drift_verl.integration.store_import`); it prints the store's folder, to train from with
+agent loop would (:mod:`drift_verl.integration.services.store_import`); it prints the store's folder, to train from with
 ``drift.phases=[weights,update] drift.store=<folder>``.
 """
 
@@ -30,7 +30,7 @@ from drift_verl.core.diagnostics import weigh
 from drift_verl.core.safe_io import OutputOverInput, atomic_path, refuse_overwriting
 from drift_verl.core.store import StoreError, TrajectoryStore, returns_and_groups
 from drift_verl.core.weights import WeightInputError
-from drift_verl.integration.report import rollout_quality
+from drift_verl.integration.training.report import rollout_quality
 
 MAX_LISTED = 20  # skipped rows printed one by one; the rest are counted
 
@@ -81,7 +81,7 @@ def _print(report: dict) -> None:
 
 
 def _import(args) -> int:
-    from drift_verl.integration.store_import import import_store
+    from drift_verl.integration.services.store_import import import_store
 
     kwargs = json.loads(args.chat_template_kwargs) if args.chat_template_kwargs else None
     template = args.chat_template.read_text() if args.chat_template else None

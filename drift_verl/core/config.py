@@ -114,7 +114,7 @@ class EnvConfig:
 
 @dataclasses.dataclass
 class HealthConfig:
-    """``drift.health``: how long each kind of wait may take before the job is ended (drift_verl.integration.health)."""
+    """``drift.health``: how long each kind of wait may take before the job is ended (drift_verl.integration.job.health)."""
 
     poll_s: float = 2.0  # how often the driver checks Ray's actors and each vLLM server's /health
     startup_timeout_s: float = 120.0  # a placement group still pending: Ray lacks the resources asked for
@@ -160,7 +160,7 @@ class DriftConfig:
     # [rollouts]: make or complete the store and stop; [weights,update]: train from an existing store
     phases: list[str] = dataclasses.field(default_factory=lambda: list(PHASES))
     seed: int = 0  # mini-batch order
-    console: str = "auto"  # auto | quiet | full: the console of python -m drift_verl.main (integration/quiet.py)
+    console: str = "auto"  # auto | quiet | full: the console of python -m drift_verl.main (integration/job/quiet.py)
     env: EnvConfig = dataclasses.field(default_factory=EnvConfig)
     health: HealthConfig = dataclasses.field(default_factory=HealthConfig)
 

@@ -2,7 +2,7 @@
 
 Layout: ``<root>/<fingerprint>/manifest.json`` + ``shard-00000.parquet`` ... The fingerprint hashes a spec of
 everything that determines the rollouts (reference policy, data, N, environment, sampling; a verl job's is read
-by :mod:`drift_verl.integration.store_identity`), not beta/gamma, so any sweep over the weights reuses one store.
+by :mod:`drift_verl.integration.training.store_identity`), not beta/gamma, so any sweep over the weights reuses one store.
 Each shard is written to a temporary file and renamed, so a killed run leaves only whole shards: resuming
 regenerates exactly the shards that are missing, never duplicating or losing a trajectory.
 """

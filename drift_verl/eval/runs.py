@@ -2,7 +2,7 @@
 
 Used by the end-to-end tests and by ``scripts/compare.py`` and ``scripts/bench/rollout.py``: metrics come from
 verl's own file logger (``trainer.logger=[console,file]``, one JSON line per logged step), which
-``drift_verl.main`` points into the run folder it names on its first line (:mod:`drift_verl.integration.run_files`).
+``drift_verl.main`` points into the run folder it names on its first line (:mod:`drift_verl.integration.job.run_files`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from drift_verl.integration.run_files import ENV as FILE_LOGGER_ENV, read_metrics_file, read_run_metrics
+from drift_verl.integration.job.run_files import ENV as FILE_LOGGER_ENV, read_metrics_file, read_run_metrics
 
 RUN_FOLDER = re.compile(r"^drift-verl: run folder: (.+)$", re.M)
 FILE_LOGGER = re.compile(r"Creating file logger at (\S+\.jsonl)")  # verl's own line, where no run folder is named

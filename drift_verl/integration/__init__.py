@@ -1,11 +1,10 @@
-"""drift-verl inside verl, three kinds of module:
+"""drift-verl inside verl, in three rooms:
 
-- the DRIFT trainer and its traffic with verl: ``trainer``, ``rollout_io``, ``replicas``, ``report``, the feedback
-  agent loop ``feedback_loop``, and ``store_identity``;
-- who owns which process: ``plugin`` (verl's plugin entry point: registry entries, in every process),
-  ``import_hooks`` (its one deferred registration), ``launch`` (``python -m drift_verl.main``'s job), ``hydra_hooks``
-  (what Hydra's job callbacks add under verl's own entry point), ``health`` (the job monitor), and the console
-  (``quiet``, ``console``, ``run_files``);
-- services the others call: ``verifier`` (verifier calls in capped worker processes), ``store_import``, and
-  ``config`` (the job checks before Ray starts).
+- ``training``: the DRIFT trainer and its traffic with verl (the trainer's phases, rollout I/O, the replicas'
+  lifecycle, the feedback agent loop, the run's report, which store a job's config rolls out into);
+- ``job``: who owns which process and what reaches the terminal (verl's plugin entry point, the launch of
+  ``python -m drift_verl.main`` and its checks before Ray starts, the Hydra callbacks under verl's own entry
+  point, the job monitor, the console and the run's files);
+- ``services``: what the others call (the capped verifier workers, turning trajectories made elsewhere into a
+  store).
 """

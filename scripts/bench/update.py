@@ -175,7 +175,7 @@ class Bench:
         """The trainer's phase 3: rows read from the store shard by shard, then DriftTrainer._update per
         mini-batch (building the batch and converting it to verl's layout are timed too)."""
         from drift_verl.core.config import DriftConfig
-        from drift_verl.integration.trainer import TRAIN_COLUMNS, DriftTrainer
+        from drift_verl.integration.training.trainer import TRAIN_COLUMNS, DriftTrainer
 
         size = self.args.mini_batch
         trainer = SimpleNamespace(

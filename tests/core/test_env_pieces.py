@@ -4,7 +4,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from drift_verl.core.answers import extract_answer_tag, extract_boxed, extract_gsm8k, get_parser
-from drift_verl.integration.feedback_loop import feedback_message
+from drift_verl.integration.training.feedback_loop import feedback_message
 from drift_verl.core.metrics import multi_turn_metrics
 from drift_verl.core.store import StoreError, TrajectoryStore, returns_and_groups
 from reward_fns.exact import compute_score

@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_module
 from verl.trainer.ppo.metric_utils import process_validation_metrics
 
 from drift_verl.eval import evaluate as drift_eval
-from drift_verl.integration.launch import StartupError
+from drift_verl.integration.job.launch import StartupError
 from drift_verl.core.metrics import metrics_from_info, multi_turn_metrics, trajectory_info, validation_summary
 from reward_fns import by_source
 
@@ -178,7 +178,7 @@ def test_by_source_reward_routes_per_data_source():
 def test_by_source_scores_within_a_verifier_workers_deadline():
     """The evaluation's verifier as the feedback loop calls it: in a capped worker process, each call (the first
     included, which loads the routed functions) within a deadline far below the verifier timeout."""
-    from drift_verl.integration.verifier import VerifierPool
+    from drift_verl.integration.services.verifier import VerifierPool
 
     pool = VerifierPool(size=1)
     try:

@@ -8,7 +8,7 @@ from transformers import AutoTokenizer
 from verl.experimental.agent_loop.agent_loop import DictConfigWrap
 from verl.workers.rollout.replica import TokenOutput
 
-from drift_verl.integration.feedback_loop import FeedbackAgentLoop
+from drift_verl.integration.training.feedback_loop import FeedbackAgentLoop
 from tests.conftest import REPO
 
 PROMPT = [{"role": "user", "content": "What is 3 + 4? Answer in <answer></answer>."}]

@@ -8,7 +8,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from drift_verl.integration.launch import StartupError, check_recipe
+from drift_verl.integration.job.launch import StartupError, check_recipe
 
 
 def _compose(module: str, name: str, overrides: list[str]):
@@ -49,7 +49,7 @@ def test_recipes_name_the_feedback_loop_in_verls_agent_loop_list():
     from hydra.utils import get_class
     from verl.utils.import_utils import resolve_config_path
 
-    from drift_verl.integration.feedback_loop import FeedbackAgentLoop
+    from drift_verl.integration.training.feedback_loop import FeedbackAgentLoop
 
     agent = _compose("recipes", "drift_main", ["recipe=grpo"]).actor_rollout_ref.rollout.agent
     loops = {loop.name: loop for loop in OmegaConf.load(resolve_config_path(agent.agent_loop_config_path))}
@@ -118,7 +118,7 @@ def test_drift_step_size_is_one_override_and_passes_verls_checks():
 
 
 def test_liger_on_the_cpu_platform_is_refused_at_start_up(monkeypatch):
-    from drift_verl.integration.launch import check_platform
+    from drift_verl.integration.job.launch import check_platform
 
     monkeypatch.setenv("VERL_PLATFORM", "cpu")  # as the driver of a platform=cpu job has it
 
@@ -131,7 +131,7 @@ def test_liger_on_the_cpu_platform_is_refused_at_start_up(monkeypatch):
 
 def test_cpu_device_without_the_cpu_platform_is_refused_at_start_up(monkeypatch):
     """trainer.device=cpu alone: verl would run on its own platform choice; the preset selects drift-verl's."""
-    from drift_verl.integration.launch import check_platform
+    from drift_verl.integration.job.launch import check_platform
 
     monkeypatch.delenv("VERL_PLATFORM", raising=False)
     config = _compose("recipes", "drift_main", ["recipe=drift", "trainer.device=cpu"])

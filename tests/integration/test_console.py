@@ -1,4 +1,4 @@
-"""The quiet console (drift_verl/integration/quiet.py, console.py) in real processes: file descriptors 1 and 2 go to
+"""The quiet console (drift_verl/integration/job/quiet.py, console.py) in real processes: file descriptors 1 and 2 go to
 the run's log (C-level output and children included), the terminal keeps what the job's processes send it, and a
 failure still ends with its one clear line and the log's path. Also the console mode, per-run metrics files, and a
 start-up failure of ``python -m drift_verl.main`` on the quiet console."""
@@ -14,20 +14,21 @@ import pytest
 from omegaconf import OmegaConf
 
 from drift_verl.eval.runs import read_metrics
-from drift_verl.integration import quiet, report, run_files
+from drift_verl.integration.job import quiet, run_files
+from drift_verl.integration.training import report
 from tests.conftest import REPO
 
 # a driver with a quiet console: Python and C-level output, a child process that prints and uses the relay
 DRIVER = textwrap.dedent("""
     import os, subprocess, sys
     from pathlib import Path
-    from drift_verl.integration.quiet import QuietConsole
-    from drift_verl.integration import console
+    from drift_verl.integration.job.quiet import QuietConsole
+    from drift_verl.integration.job import console
 
     CHILD = '''
     import os, sys
     from tqdm import tqdm
-    from drift_verl.integration import console
+    from drift_verl.integration.job import console
     print("child stdout, for the log", flush=True)
     os.write(2, b"child C-level stderr, for the log\\\\n")
     console.show("[drift] validation at step 0 ...")

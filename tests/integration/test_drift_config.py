@@ -8,7 +8,7 @@ import pytest
 from hydra import compose, initialize_config_module
 
 from drift_verl.core.config import ConfigError, DriftConfig
-from drift_verl.integration.config import check_job
+from drift_verl.integration.job.config import check_job
 
 PRESETS = [[], ["task=qwen2.5-3b_metamath"], ["task=qwen2.5-7b_metamath"]]
 

@@ -15,9 +15,9 @@ from omegaconf import OmegaConf
 from ray.core.generated import common_pb2
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 
-from drift_verl.integration import health
-from drift_verl.integration.health import HealthConfig, JobMonitor, Stalled
-from drift_verl.integration.rollout_io import ShardReplayBuffer, ShardRolloutBuffer
+from drift_verl.integration.job import health
+from drift_verl.integration.job.health import HealthConfig, JobMonitor, Stalled
+from drift_verl.integration.training.rollout_io import ShardReplayBuffer, ShardRolloutBuffer
 
 pytestmark = pytest.mark.timeout(300)
 

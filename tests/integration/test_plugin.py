@@ -51,7 +51,7 @@ def test_entry_point_is_installed():
     from importlib.metadata import entry_points
 
     names = {ep.name: ep.value for ep in entry_points(group="verl.plugins")}
-    assert names.get("drift_verl") == "drift_verl.integration.plugin"
+    assert names.get("drift_verl") == "drift_verl.integration.job.plugin"
 
 
 _PROBE = """
@@ -65,7 +65,7 @@ _PROBE = """
         "meta_path": [type(f).__module__ for f in sys.meta_path if f not in meta_path],
         "threads": sorted({t.name for t in threading.enumerate()} - threads),
         "platform": get_platform().device_name,
-        "plugin": "drift_verl.integration.plugin" in sys.modules,
+        "plugin": "drift_verl.integration.job.plugin" in sys.modules,
     }))
 """
 
@@ -88,7 +88,7 @@ def test_importing_verl_with_the_plugin_only_registers():
     assert with_plugin["plugin"] and not alone["plugin"]
     assert with_plugin["env"] == alone["env"]
     assert with_plugin["threads"] == alone["threads"]
-    assert sorted(with_plugin["meta_path"]) == sorted([*alone["meta_path"], "drift_verl.integration.import_hooks"])
+    assert sorted(with_plugin["meta_path"]) == sorted([*alone["meta_path"], "drift_verl.integration.job.import_hooks"])
     assert with_plugin["platform"] == alone["platform"] != "cpu"  # selected when the job starts, not on import
 
 
@@ -107,5 +107,5 @@ def test_main_ppo_reaches_the_recipes_through_the_plugin_alone():
         """)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     search_path_plugins, recipe = proc.stdout.strip().splitlines()[-2:]
-    assert search_path_plugins == "['drift_verl.integration.plugin']"
+    assert search_path_plugins == "['drift_verl.integration.job.plugin']"
     assert recipe == "drift drift"

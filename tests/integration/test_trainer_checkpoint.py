@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from verl.trainer.ppo.v1.trainer_base import PPOTrainer
 
 from drift_verl.core.schedule import ORDER_FILE, Schedule, ScheduleError
-from drift_verl.integration.trainer import DriftTrainer
+from drift_verl.integration.training.trainer import DriftTrainer
 
 
 @pytest.fixture(autouse=True)

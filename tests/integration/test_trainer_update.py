@@ -6,9 +6,9 @@ import pytest
 from omegaconf import OmegaConf
 from verl.utils import tensordict_utils as tu
 
-from drift_verl.integration import trainer as trainer_module
+from drift_verl.integration.training import trainer as trainer_module
 from drift_verl.core.config import DriftConfig
-from drift_verl.integration.trainer import DriftTrainer
+from drift_verl.integration.training.trainer import DriftTrainer
 
 ROWS = [{"prompt_ids": [5, 6], "response_ids": [7, 8, 9], "response_mask": [1, 1, 1], "turn_spans": [[0, 3]]}] * 4
 

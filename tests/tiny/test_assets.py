@@ -28,7 +28,7 @@ def test_composing_a_paper_task_builds_nothing(tmp_path, monkeypatch):
     from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 
-    import drift_verl.integration.plugin  # noqa: F401  (registers the resolver)
+    import drift_verl.integration.job.plugin  # noqa: F401  (registers the resolver)
 
     monkeypatch.setenv("DRIFT_VERL_CACHE", str(tmp_path))
     built = []

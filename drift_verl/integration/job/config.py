@@ -19,7 +19,7 @@ def _train_rows(files) -> int:
 
 def check_job(config, drift: DriftConfig) -> None:
     """The checks that need more than the ``drift`` section; run in the driver before Ray starts."""
-    from drift_verl.integration.verifier import load_function
+    from drift_verl.integration.services.verifier import load_function
 
     verifier = config.reward.get("custom_reward_function") or {}
     if verifier.get("path"):
@@ -38,7 +38,7 @@ def check_job(config, drift: DriftConfig) -> None:
     if drift.recipe != "drift":
         return
     if drift.store:
-        from drift_verl.integration.store_identity import open_for_training
+        from drift_verl.integration.training.store_identity import open_for_training
 
         open_for_training(drift.store, config)  # a foreign or mismatched store ends the job before Ray starts
         return

@@ -1,6 +1,6 @@
 """What a run shows its user, from whichever process of the job prints it.
 
-Why a module: with a quiet console (``drift.console``; set up in the driver by :mod:`drift_verl.integration.quiet`)
+Why a module: with a quiet console (``drift.console``; set up in the driver by :mod:`drift_verl.integration.job.quiet`)
 the driver's stdout and stderr go to the run's log file, and so does everything Ray relays from its workers.
 DRIFT's trainer runs inside verl's TaskRunner, a Ray actor, so its progress bars and phase lines would land in
 the log too. Here they reach the terminal instead, through a local socket the driver listens on (its address in

@@ -11,8 +11,8 @@ forever. :class:`JobMonitor` runs in the driver for the whole run and checks, ev
 
 On a failure it interrupts the driver's main thread, which stops Ray and ends with the line; if that has not
 ended the process after ``grace_s``, the monitor prints the line and exits. Waits that stall without anything
-dying (a weight sync, a rollout that never finishes) are bounded where the DRIFT trainer waits (:mod:`drift_verl.integration.replicas`,
-:mod:`drift_verl.integration.rollout_io`; :class:`Stalled`).
+dying (a weight sync, a rollout that never finishes) are bounded where the DRIFT trainer waits (:mod:`drift_verl.integration.training.replicas`,
+:mod:`drift_verl.integration.training.rollout_io`; :class:`Stalled`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import urllib.request
 
 from drift_verl.core.config import HealthConfig
 from drift_verl.core.errors import ClearError
-from drift_verl.integration import console
+from drift_verl.integration.job import console
 
 PREFIX = "drift-verl: job failed: "
 _ROLLOUT_SERVER = re.compile(r"^vllm_server_\d+_\d+")
@@ -234,7 +234,7 @@ class JobMonitor:
             self.error = line
             if self.announce:
                 console.report_failure(PREFIX + line)
-            interrupt_main_thread()  # the driver's main thread reports the line (drift_verl.integration.launch.JobFailed)
+            interrupt_main_thread()  # the driver's main thread reports the line (drift_verl.integration.job.launch.JobFailed)
             time.sleep(self.config.grace_s)  # if it sits in a call that ignores the interrupt, end the process
             note = (f"the run did not stop within {self.config.grace_s:.0f} s (drift.health.grace_s), its main thread "
                     f"blocked in {main_thread_place()}: exiting")

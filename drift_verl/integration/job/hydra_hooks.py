@@ -4,7 +4,7 @@ verl's entry point runs no recipe code in its driver, where the monitor must run
 thread and stops Ray). Hydra calls the callbacks a config names (``hydra.callbacks``) around the job, and
 ``recipes/recipe/common.yaml`` names :class:`JobMonitorCallback`: any Hydra entry point that composes a drift-verl
 recipe gets the monitor. drift-verl's own entry points start it themselves, around verl's ``run_ppo``, where they
-turn what it finds into their last line (:mod:`drift_verl.integration.launch`); Hydra tells them apart by their
+turn what it finds into their last line (:mod:`drift_verl.integration.job.launch`); Hydra tells them apart by their
 primary config (``hydra.job.config_name``).
 """
 
@@ -13,13 +13,13 @@ from __future__ import annotations
 from hydra.experimental.callback import Callback
 
 from drift_verl.core.config import ConfigError, DriftConfig
-from drift_verl.integration.health import JobMonitor
+from drift_verl.integration.job.health import JobMonitor
 
 OWN_ENTRY_POINTS = ("drift_main", "drift_eval")  # primary configs of python -m drift_verl.main / drift_verl.eval
 
 
 class JobMonitorCallback(Callback):
-    """The monitor of :mod:`drift_verl.integration.health` for the whole job, with ``drift.health``'s bounds; it
+    """The monitor of :mod:`drift_verl.integration.job.health` for the whole job, with ``drift.health``'s bounds; it
     prints the line itself (``announce``), as no drift-verl code is there to report it."""
 
     def __init__(self):

@@ -4,7 +4,7 @@ section and an earlier run's store checked before Ray starts, then verl's own ``
 The config is verl's ``ppo_trainer`` plus drift-verl's config groups (``task``, ``recipe``, ``platform``). The same
 groups reach ``python -m verl.trainer.main_ppo +recipe=drift +task=tiny +platform=cpu`` through drift-verl's verl
 plugin, which puts them on Hydra's search path; there the monitor comes from the recipe's Hydra callback
-(:mod:`drift_verl.integration.hydra_hooks`) and the platform from the cpu preset's (:mod:`drift_verl.platform.cpu`).
+(:mod:`drift_verl.integration.job.hydra_hooks`) and the platform from the cpu preset's (:mod:`drift_verl.platform.cpu`).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from verl.utils.config import validate_config
 from verl.utils.device import auto_set_device
 
 from drift_verl.core.store import StoreError
-from drift_verl.integration import console
+from drift_verl.integration.job import console
 from drift_verl.core.config import ConfigError, DriftConfig
-from drift_verl.integration.config import check_job
-from drift_verl.integration.health import PREFIX, JobMonitor
-from drift_verl.integration.store_identity import check_own_store
+from drift_verl.integration.job.config import check_job
+from drift_verl.integration.job.health import PREFIX, JobMonitor
+from drift_verl.integration.training.store_identity import check_own_store
 from drift_verl.platform import cpu as platform_cpu
 
 RECIPES = ("grpo", "drift")
@@ -96,7 +96,7 @@ def run(config: DictConfig) -> None:
 def run_verl(config: DictConfig) -> None:
     """What verl's ``main_ppo.main`` does with its composed config (its Hydra wrapper aside): verl's device check
     and config validation, then ``run_ppo`` with verl's TaskRunner, which builds the trainer that
-    ``trainer.v1.trainer_mode`` names (``drift``: :mod:`drift_verl.integration.trainer`)."""
+    ``trainer.v1.trainer_mode`` names (``drift``: :mod:`drift_verl.integration.training.trainer`)."""
     auto_set_device(config)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
     if config.trainer.use_v1:

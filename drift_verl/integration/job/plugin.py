@@ -11,7 +11,7 @@ whatever its command line or environment:
 - verl's ``core_algos`` registries get the ``drift`` policy loss and the ``grpo_turn`` advantage estimator
   (importing ``core_algos`` costs ~0.3 s of CPU after ``import verl`` and selects no platform);
 - verl's trainer registry gets trainer mode ``drift`` where verl imports that registry, the TaskRunner
-  (:mod:`drift_verl.integration.import_hooks`; README "Layout" says why not eagerly);
+  (:mod:`drift_verl.integration.job.import_hooks`; README "Layout" says why not eagerly);
 - OmegaConf gets the resolvers the recipes use: ``drift_asset`` (the embedded task's files) and
   ``drift_recipes_file`` (a file shipped with the recipes, e.g. the agent-loop list verl reads).
 
@@ -33,7 +33,7 @@ from verl.trainer.ppo import core_algos
 
 from drift_verl.core import turn_credit
 from drift_verl.core.loss import register as register_loss
-from drift_verl.integration.import_hooks import when_imported
+from drift_verl.integration.job.import_hooks import when_imported
 from drift_verl.platform import cpu  # noqa: F401  (@PlatformRegistry.register("cpu"))
 from drift_verl.tiny import assets
 import recipes  # noqa: F401  (Hydra's ConfigStore: drift_defaults, which recipe/common.yaml starts from)
@@ -51,7 +51,7 @@ def recipes_file(name: str) -> str:
 
 
 def _register_trainer(_trainer_base) -> None:
-    import drift_verl.integration.trainer  # noqa: F401  (@register_trainer("drift"))
+    import drift_verl.integration.training.trainer  # noqa: F401  (@register_trainer("drift"))
 
 
 Plugins.instance().register(DriftVerlSearchPathPlugin)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from drift_verl.integration import console, run_files
+from drift_verl.integration.job import console, run_files
 
 TRACEBACK_LINES = 15  # of an unexpected error, shown on the terminal (the whole traceback is in the log)
 
@@ -107,7 +107,7 @@ def job_console(config):
 
 
 class _RelayServer:
-    """The driver's end of :mod:`drift_verl.integration.console`: writes what the job's processes send to the
+    """The driver's end of :mod:`drift_verl.integration.job.console`: writes what the job's processes send to the
     terminal, in the order each sent it."""
 
     def __init__(self, write):

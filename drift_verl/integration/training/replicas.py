@@ -8,7 +8,7 @@ per new policy. Every call into the replicas is bounded: a dead replica would ma
 
 from __future__ import annotations
 
-from drift_verl.integration.health import bounded
+from drift_verl.integration.job.health import bounded
 
 
 class ReplicaLifecycle:

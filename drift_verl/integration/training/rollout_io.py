@@ -14,7 +14,7 @@ from verl.utils import tensordict_utils as tu
 from verl.utils.dataset.rl_dataset import collate_fn
 
 from drift_verl.core.errors import ClearError
-from drift_verl.integration.health import Stalled
+from drift_verl.integration.job.health import Stalled
 
 FIELDS = ["uid", "prompts", "responses", "response_mask", "extra_fields", "data_source", "reward_model"]
 FROM_THE_LOOP = ["turn_spans", "turn_rewards", "answers", "format_penalty", "t_star", "verifier_failures", "messages"]

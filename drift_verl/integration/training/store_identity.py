@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from drift_verl.core.config import DriftConfig
 from drift_verl.core.store import StoreError, TrajectoryStore, content_identity, fingerprint, tokenizer_identity
-from drift_verl.integration.verifier import pkg_module
+from drift_verl.integration.services.verifier import pkg_module
 
 
 def module_file(path: str) -> str:

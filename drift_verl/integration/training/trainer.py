@@ -46,10 +46,11 @@ from drift_verl.core.shard_window import fill_missing_shards
 from drift_verl.core.store import StoreError, TrajectoryStore, content_identity, returns_and_groups
 from drift_verl.core.weights import step_weights
 from drift_verl.core import plots
-from drift_verl.integration import console, report, run_files
-from drift_verl.integration.replicas import ReplicaLifecycle
-from drift_verl.integration.rollout_io import ShardRolloutBuffer, VerlRollouts
-from drift_verl.integration.store_identity import open_for_training, rollout_spec
+from drift_verl.integration.job import console, run_files
+from drift_verl.integration.training import report
+from drift_verl.integration.training.replicas import ReplicaLifecycle
+from drift_verl.integration.training.rollout_io import ShardRolloutBuffer, VerlRollouts
+from drift_verl.integration.training.store_identity import open_for_training, rollout_spec
 
 TRAIN_COLUMNS = ["prompt_ids", "response_ids", "response_mask", "turn_spans"]
 

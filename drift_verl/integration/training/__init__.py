@@ -1,0 +1,4 @@
+"""The DRIFT trainer on verl's v1 trainer: ``trainer`` (the three phases), ``rollout_io`` (phase 1's traffic with
+verl's agent-loop workers and TransferQueue), ``replicas`` (the rollout replicas on verl's lifecycle),
+``feedback_loop`` (the multi-turn environment as verl agent loop ``drift_feedback``), ``report`` (what a run tells
+its user) and ``store_identity`` (which store a job's config rolls out into)."""
