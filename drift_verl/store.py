@@ -11,7 +11,7 @@ JSON line per trajectory (``prompt_id``, ``sample``, ``return``, ``weight``), in
 
 ``import`` reads rows in the paper reference implementation's format (``prompt_id``, ``turn_rewards``,
 ``answer_norms``, ``format_penalty``, ``messages``) and tokenises them with the policy's tokenizer as the feedback
-agent loop would (:mod:`drift_verl.integration.services.store_import`); it prints the store's folder, to train from with
+agent loop would (:mod:`drift_verl.integration.training.store_import`); it prints the store's folder, to train from with
 ``drift.phases=[weights,update] drift.store=<folder>``.
 """
 
@@ -81,7 +81,7 @@ def _print(report: dict) -> None:
 
 
 def _import(args) -> int:
-    from drift_verl.integration.services.store_import import import_store
+    from drift_verl.integration.training.store_import import import_store
 
     kwargs = json.loads(args.chat_template_kwargs) if args.chat_template_kwargs else None
     template = args.chat_template.read_text() if args.chat_template else None

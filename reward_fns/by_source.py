@@ -20,7 +20,7 @@ def _load(path: str):
     """The routed function, loaded as verl loads a ``custom_reward_function`` but without importing verl: in a
     verifier worker, verl's loader would import torch and Ray (seconds, and more memory than the worker's cap
     leaves) inside the first call's deadline, so every call would time out and score 0."""
-    from drift_verl.integration.services.verifier import load_function
+    from drift_verl.integration.verifier import load_function
 
     return load_function(path, "compute_score")
 

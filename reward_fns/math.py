@@ -4,7 +4,7 @@ Accepts the paper's ``<answer>...</answer>`` and ``\\boxed{}`` (``answer_format`
 one; default: either) and equivalent forms (``\\frac{1}{2}`` = ``0.5`` = ``1/2``, ``\\dfrac``, ``\\left(``, sets
 in any order), ignoring ``$...$`` / ``\\(...\\)`` / ``\\[...\\]`` delimiters, percent signs, thousands commas and a
 plain-text unit after a number. Each call is bounded by ``timeout_s`` seconds and a memory cap in a verifier
-worker process (:mod:`drift_verl.integration.services.verifier`; math-verify's own signal-based timeout only works in the main
+worker process (:mod:`drift_verl.integration.verifier`; math-verify's own signal-based timeout only works in the main
 thread, and a huge literal or power tower holds the GIL in C code): such an answer scores 0.
 """
 
@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
-from drift_verl.integration.services.verifier import VerifierFailed, isolated
+from drift_verl.integration.verifier import VerifierFailed, isolated
 from reward_fns._answer import extract
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def _bare(expression: str) -> str:
 
 def _parse(expression: str) -> list:
     """math-verify's parse of one bare expression (boxed, so any LaTeX inside is taken whole)."""
-    # timeouts off: signals do not work outside the main thread; drift_verl.integration.services.verifier bounds the whole call
+    # timeouts off: signals do not work outside the main thread; drift_verl.integration.verifier bounds the whole call
     return parse(f"\\boxed{{{_bare(expression)}}}", EXTRACTION, parsing_timeout=None)
 
 

@@ -8,7 +8,6 @@ import argparse
 import copy
 import importlib.util
 import json
-import math
 import subprocess
 import sys
 

@@ -51,10 +51,14 @@ class Resolution:
 
 @pytest.fixture(scope="module")
 def resolutions(tmp_path_factory):
-    started = {name: Resolution(tmp_path_factory.mktemp(name), requirements) for name, requirements in INSTALLS.items()}
-    yield started
-    for resolution in started.values():
-        resolution.stop()
+    started = {}
+    try:
+        for name, requirements in INSTALLS.items():
+            started[name] = Resolution(tmp_path_factory.mktemp(name), requirements)
+        yield started
+    finally:  # also when a later one fails to start: no pip left running
+        for resolution in started.values():
+            resolution.stop()
 
 
 def test_gpu_install_resolves_to_verls_own_gpu_set(resolutions):

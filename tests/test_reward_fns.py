@@ -143,7 +143,7 @@ def test_exact_is_the_reference_normalisation():
 
 def test_a_hanging_verifier_scores_zero_within_the_timeout():
     """As verl's reward loop calls it (not in the main thread), on an answer that would keep sympy busy for
-    minutes: bounded by drift_verl.integration.services.verifier's worker process."""
+    minutes: bounded by drift_verl.integration.verifier's worker process."""
     start = time.monotonic()
     with ThreadPoolExecutor(1) as pool:
         score = pool.submit(math_score, "m", "<answer>9^{9^{9}}</answer>", "12345", timeout_s=0.5).result(10)

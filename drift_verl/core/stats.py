@@ -89,7 +89,7 @@ def validation_gain(before: list[dict], after: list[dict], key: str) -> dict[str
     def by_problem(rows: list[dict]) -> dict[tuple[str, str], float]:
         values: dict[tuple[str, str], list[float]] = {}
         for row in rows:
-            if row.get(key) is not None:
+            if row.get(key) is not None and row.get("input") is not None:  # a row must say its problem
                 values.setdefault((str(row.get("data_source")), str(row.get("input"))), []).append(float(row[key]))
         return {problem: statistics.fmean(v) for problem, v in values.items()}
 

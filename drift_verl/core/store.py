@@ -155,7 +155,8 @@ class TrajectoryStore:
             found = json.loads(manifest.read_text())
             spec, num_prompts, per_shard = found["spec"], int(found["num_prompts"]), int(found["prompts_per_shard"])
         except (ValueError, KeyError, TypeError) as error:
-            raise StoreError(f"{manifest}: not a readable manifest ({type(error).__name__}: {error})") from None
+            raise StoreError(f"{manifest}: not a readable manifest ({type(error).__name__}: {error}); restore it, or "
+                             f"remove the folder {folder} to roll out anew") from None
         if fingerprint(spec) != folder.name:
             raise StoreError(f"{manifest}: its configuration's fingerprint is {fingerprint(spec)}, not the folder's "
                              f"name {folder.name} (an edited manifest, or a renamed folder)")

@@ -1,4 +1,4 @@
-"""Verifier calls/s through the isolating worker pool (drift_verl.integration.services.verifier) against plain in-process calls.
+"""Verifier calls/s through the isolating worker pool (drift_verl.integration.verifier) against plain in-process calls.
 
 The feedback loop verifies every turn of every trajectory through the pool; this measures what the isolation
 costs per call, with the agent loop's concurrency (many coroutines handing calls to executor threads). Arms
@@ -41,7 +41,7 @@ async def _run(call, calls: int, concurrency: int) -> float:
 def _rate(arms: dict, name: str, calls: int, concurrency: int) -> float:
     """calls/s of one arm. The inline arm runs as inside a worker (reward_fns.math's isolated() runs inline): the
     flag is set once around the whole arm, since threads setting and removing it per call race each other."""
-    from drift_verl.integration.services.verifier import IN_WORKER_ENV
+    from drift_verl.integration.verifier import IN_WORKER_ENV
 
     if name == "inline":
         os.environ[IN_WORKER_ENV] = "1"
@@ -52,7 +52,7 @@ def _rate(arms: dict, name: str, calls: int, concurrency: int) -> float:
 
 
 def main() -> None:
-    from drift_verl.integration.services.verifier import VerifierPool, load_function
+    from drift_verl.integration.verifier import VerifierPool, load_function
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=2000)

@@ -47,7 +47,8 @@ def _rows(source: str, solved: dict[str, list[float]]) -> list[dict]:
 def test_the_validation_gain_pairs_each_problem_with_itself():
     before = _rows("add", {"1+1": [1, 1], "2+2": [0, 0], "3+3": [1, 0], "4+4": [0, 1]})
     after = _rows("add", {"1+1": [1, 1], "2+2": [1, 0], "3+3": [1, 1], "4+4": [1, 1], "new": [1, 1]})
-    after += [{"data_source": "add", "input": "What is 1+1?", "solved_within_5": None}]  # a row without the value
+    after += [{"data_source": "add", "input": "What is 1+1?", "solved_within_5": None},  # a row without the value
+              {"data_source": "add", "solved_within_5": 0.0}]  # or without its problem
     (gain,) = stats.validation_gain(before, after, "solved_within_5").values()
     diffs = [0.0, 0.5, 0.5, 0.5]  # per problem, in the problems both validations saw
     half = 3.182446305284263 * np.std(diffs, ddof=1) / 2  # scipy.stats.t.ppf(0.975, 3)

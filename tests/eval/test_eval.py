@@ -178,7 +178,7 @@ def test_by_source_reward_routes_per_data_source():
 def test_by_source_scores_within_a_verifier_workers_deadline():
     """The evaluation's verifier as the feedback loop calls it: in a capped worker process, each call (the first
     included, which loads the routed functions) within a deadline far below the verifier timeout."""
-    from drift_verl.integration.services.verifier import VerifierPool
+    from drift_verl.integration.verifier import VerifierPool
 
     pool = VerifierPool(size=1)
     try:

@@ -143,6 +143,8 @@ def test_the_summary_gives_the_gain_paired_by_problem_from_verls_validation_dump
     assert "selection" not in text and "scripts/non_repeat.py fixes the contexts" in text
     assert report.validation_gains(str(tmp_path), history[:1], 2) == report.validation_gains(None, history, 2) == {}
     assert "change in" not in report.summary({}, history, None, None, {})  # no dumps: no gain line
+    (tmp_path / "8.jsonl").write_text("not json\n")  # a damaged dump: no gain, and the run still ends well
+    assert report.validation_gains(str(tmp_path), history, 2) == {}
 
 
 def _config(**values):

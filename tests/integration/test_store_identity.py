@@ -114,13 +114,15 @@ def test_the_driver_finds_a_damaged_store_of_an_earlier_run(tmp_path):
     check_own_store(config, drift)  # half written: the job will roll out the rest
     trains_only = _config(model, data, f"drift.store_dir={tmp_path / 'stores'}", "actor_rollout_ref.rollout.n=2",
                           "drift.phases=[weights,update]")
-    with pytest.raises(StoreError, match="shard-00001.parquet: missing"):
+    with pytest.raises(StoreError, match=r"1 shard\(s\) missing; drift.phases=\[weights,update\] trains from a "
+                                         r"finished store: run drift.phases=\[rollouts\]"):
         check_own_store(trains_only, DriftConfig.from_section(trains_only.drift))
     store.shard_path(0).write_bytes(store.shard_path(0).read_bytes()[:60])
     with pytest.raises(StoreError, match=f"{store.shard_path(0)}: not a readable parquet shard"):
         check_own_store(config, drift)
     (store.dir / "manifest.json").write_text('{"spec": {')
-    with pytest.raises(StoreError, match=f"{store.dir / 'manifest.json'}: not a readable manifest"):
+    with pytest.raises(StoreError, match=f"{store.dir / 'manifest.json'}: not a readable manifest .*; restore it, "
+                                         f"or remove the folder {store.dir} to roll out anew"):
         check_own_store(config, drift)
 
 

@@ -76,7 +76,6 @@ def test_verl_names_the_mode_and_the_drift_trainer_runs_as_sync():
     assert trainer.trainer_mode == "sync"
 
 
-
 def test_the_step_carries_every_setting_verls_own_actor_update_sends():
     """DRIFT's step cannot go through verl's ``_update_actor`` (it takes a TransferQueue ``KVBatchMeta`` and the
     rollout temperature; DRIFT sends a tensordict and trains its NLL at temperature 1), so it sends the same

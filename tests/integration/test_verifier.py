@@ -6,7 +6,7 @@ import time
 import pytest
 
 import reward_fns.math as math_reward
-from drift_verl.integration.services.verifier import VerifierFailed, VerifierLoadError, VerifierPool, shared_pool
+from drift_verl.integration.verifier import VerifierFailed, VerifierLoadError, VerifierPool, shared_pool
 from tests.conftest import FIXTURES
 
 pytestmark = pytest.mark.timeout(300)

@@ -5,7 +5,7 @@ change in verl's convention fails here."""
 import pytest
 from verl.utils.import_utils import load_extern_object
 
-from drift_verl.integration.services.verifier import load_function
+from drift_verl.integration.verifier import load_function
 
 
 @pytest.fixture

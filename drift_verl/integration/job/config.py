@@ -19,7 +19,7 @@ def _train_rows(files) -> int:
 
 def check_job(config, drift: DriftConfig) -> None:
     """The checks that need more than the ``drift`` section; run in the driver before Ray starts."""
-    from drift_verl.integration.services.verifier import load_function
+    from drift_verl.integration.verifier import load_function
 
     verifier = config.reward.get("custom_reward_function") or {}
     if verifier.get("path"):

@@ -67,6 +67,12 @@ def check_platform(config: DictConfig) -> None:
                            "which have no CPU backend (the first update would fail). Leave it off with platform=cpu.")
 
 
+def trains_drift(config: DictConfig) -> bool:
+    """A job of DRIFT's trainer that works on a store (not ``python -m drift_verl.eval``'s validation only)."""
+    return (OmegaConf.select(config, "trainer.v1.trainer_mode", default=None) == "drift"
+            and not OmegaConf.select(config, "trainer.val_only", default=False))
+
+
 def run(config: DictConfig) -> None:
     check_recipe(config)
     check_platform(config)
@@ -78,7 +84,7 @@ def run(config: DictConfig) -> None:
     with console.on_terminal():  # the embedded reference policy is built here on first use, its bar on the terminal
         str(config.actor_rollout_ref.model.path)
     try:  # a damaged store of an earlier run of this job ends it in seconds, not after Ray and vLLM start
-        if drift.recipe == "drift" and not drift.store:
+        if trains_drift(config) and not drift.store:
             check_own_store(config, drift)
     except StoreError as error:
         raise StartupError(str(error)) from None

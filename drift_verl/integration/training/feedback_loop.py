@@ -26,7 +26,7 @@ from drift_verl.core.answers import get_parser, normalize
 from drift_verl.core.config import DriftConfig
 from drift_verl.core.metrics import solved_turn, trajectory_info
 from drift_verl.core.returns import FORMAT_PENALTY, turn_contributions
-from drift_verl.integration.services.verifier import VerifierFailed, shared_pool
+from drift_verl.integration.verifier import VerifierFailed, shared_pool
 
 logger = logging.getLogger(__name__)
 

@@ -59,8 +59,11 @@ def validation_gains(directory: str | None, validation_history: list[tuple[int, 
     dumps = [Path(directory) / f"{step}.jsonl" for step in (steps[0], steps[-1])]
     if not all(dump.is_file() for dump in dumps):
         return {}
-    before, after = ([json.loads(line) for line in dump.read_text().splitlines() if line.strip()] for dump in dumps)
-    return validation_gain(before, after, f"solved_within_{max_turns}")
+    try:  # a file the run did not write as verl writes it: no gain line, rather than a finished run ending failed
+        before, after = ([json.loads(line) for line in dump.read_text().splitlines() if line.strip()] for dump in dumps)
+        return validation_gain(before, after, f"solved_within_{max_turns}")
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
 
 
 def summary(phase_times: dict[str, float], validation_history: list[tuple[int, dict]], run_dir: Path | None,

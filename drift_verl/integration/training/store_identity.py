@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from drift_verl.core.config import DriftConfig
 from drift_verl.core.store import StoreError, TrajectoryStore, content_identity, fingerprint, tokenizer_identity
-from drift_verl.integration.services.verifier import pkg_module
+from drift_verl.integration.verifier import pkg_module
 
 
 def module_file(path: str) -> str:
@@ -82,12 +82,29 @@ def open_for_training(folder: str | Path, config) -> TrajectoryStore:
     return store
 
 
+def first_round_spec(config, drift: DriftConfig) -> dict:
+    """The spec of round 0's store: rolled out by the reference policy the config names (later rounds' reference is
+    a checkpoint of the run, :meth:`drift_verl.integration.training.trainer.DriftTrainer._store`)."""
+    return rollout_spec(config, drift, content_identity(config.actor_rollout_ref.model.path), 0)
+
+
+def require_finished(store: TrajectoryStore, phases: list[str]) -> None:
+    """``drift.phases=[weights,update]`` trains from a finished store: else :class:`StoreError` saying what to run."""
+    missing = store.missing_shards()
+    if missing:
+        raise StoreError(f"{store.dir}: {len(missing)} shard(s) missing; drift.phases=[{','.join(phases)}] trains "
+                         "from a finished store: run drift.phases=[rollouts] (or all phases) with this configuration first, "
+                         "or point drift.store at a finished store")
+
+
 def check_own_store(config, drift: DriftConfig) -> None:
     """The first round's store this configuration rolls out into (or trains from), if an earlier run made it: a
-    readable manifest and readable shards of the right size, else :class:`StoreError` naming the file. Run in the
-    driver (``python -m drift_verl.main``), so that a damaged store ends the job in seconds, before Ray and vLLM
-    start; the trainer checks again in every entry point."""
-    spec = rollout_spec(config, drift, content_identity(config.actor_rollout_ref.model.path), 0)
-    folder = Path(drift.store_dir) / fingerprint(spec)
+    readable manifest and readable shards of the right size (and all of them for a train-only job), else
+    :class:`StoreError` naming the file. Run in the driver (``python -m drift_verl.main``), so that a damaged store
+    ends the job in seconds, before Ray and vLLM start; the trainer checks again in every entry point."""
+    folder = Path(drift.store_dir) / fingerprint(first_round_spec(config, drift))
     if (folder / "manifest.json").exists():
-        TrajectoryStore.open(folder).verify(int(config.actor_rollout_ref.rollout.n), written_only=drift.rolls_out)
+        store = TrajectoryStore.open(folder)
+        if not drift.rolls_out:
+            require_finished(store, drift.phases)
+        store.verify(int(config.actor_rollout_ref.rollout.n), written_only=drift.rolls_out)

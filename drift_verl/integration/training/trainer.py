@@ -43,14 +43,15 @@ from drift_verl.core.diagnostics import weigh
 from drift_verl.core.loss import nll_metric
 from drift_verl.core.schedule import Schedule, batch_digest, check_order, write_order
 from drift_verl.core.shard_window import fill_missing_shards
-from drift_verl.core.store import StoreError, TrajectoryStore, content_identity, returns_and_groups
+from drift_verl.core.store import StoreError, TrajectoryStore, returns_and_groups
 from drift_verl.core.weights import step_weights
 from drift_verl.core import plots
 from drift_verl.integration.job import console, run_files
 from drift_verl.integration.training import report
 from drift_verl.integration.training.replicas import ReplicaLifecycle
 from drift_verl.integration.training.rollout_io import ShardRolloutBuffer, VerlRollouts
-from drift_verl.integration.training.store_identity import open_for_training, rollout_spec
+from drift_verl.integration.training.store_identity import (first_round_spec, open_for_training,
+                                                             require_finished, rollout_spec)
 
 TRAIN_COLUMNS = ["prompt_ids", "response_ids", "response_mask", "turn_spans"]
 
@@ -126,10 +127,10 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
     def _store(self, round_index: int) -> TrajectoryStore:
         """The round's store, named by a fingerprint of everything that shapes its rollouts (not beta/gamma)."""
         if round_index == 0:
-            reference = content_identity(self.config.actor_rollout_ref.model.path)
+            spec = first_round_spec(self.config, self.drift)
         else:  # the policy that ended the previous round, identified by its checkpoint (also when resumed mid-round)
             reference = {"run": str(self._run_dir().resolve()), "step": self.schedule.round_start(round_index)}
-        spec = rollout_spec(self.config, self.drift, reference, round_index)
+            spec = rollout_spec(self.config, self.drift, reference, round_index)
         return TrajectoryStore(self.drift.store_dir, spec, self.num_prompts, self.drift.prompts_per_shard)
 
     # ------------------------------------------------------------------ phase 1: rollouts
@@ -165,10 +166,8 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
     def _stored(self, round_index: int) -> TrajectoryStore:
         """Phase 1 skipped (``drift.phases=[weights,update]``): the given store, or this config's own, complete."""
         store = self.given_store or self._store(round_index)
-        if store.missing_shards() and not self.given_store:
-            raise StoreError(f"{store.dir}: {len(store.missing_shards())} shard(s) missing; drift.phases="
-                             "[weights,update] trains from a finished store: run drift.phases=[rollouts] (or all "
-                             "phases) with this configuration first, or point drift.store at a finished store")
+        if not self.given_store:
+            require_finished(store, self.drift.phases)
         store.verify(self.samples_per_prompt)
         # the environment that made the store (an imported one records its longest conversation)
         self.reference_metrics, stats = report.rollout_quality(store, int(store.spec["env"]["max_turns"]))

@@ -3,7 +3,7 @@
 Model output is untrusted input. A verifier that parses ``\\boxed{9^{9^{9}}}`` or a 100 000-digit literal can
 sit in C code holding the GIL for minutes and take gigabytes; a thread cannot be stopped, so the caller would
 never get control back. Here each call runs in one of a few persistent worker processes (``python -m
-drift_verl.integration.services.verifier``; its address space capped with ``RLIMIT_AS``): past the deadline the worker is killed and
+drift_verl.integration.verifier``; its address space capped with ``RLIMIT_AS``): past the deadline the worker is killed and
 replaced, a worker that crashed or ran out of memory is replaced, and the call raises :class:`VerifierFailed`
 (the feedback loop scores it 0 and counts it). Workers load each verifier once and keep it, so a healthy call
 costs one round trip through a pipe.
@@ -104,7 +104,7 @@ def _receive(fd: int, deadline: float | None = None):
 class _Worker:
     def __init__(self, memory_mb: int):
         env = dict(os.environ, **{IN_WORKER_ENV: "1"})
-        self.process = subprocess.Popen([sys.executable, "-m", "drift_verl.integration.services.verifier", str(memory_mb)],
+        self.process = subprocess.Popen([sys.executable, "-m", "drift_verl.integration.verifier", str(memory_mb)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self.loaded: set[tuple[str, str]] = set()
 
