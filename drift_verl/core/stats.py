@@ -94,9 +94,10 @@ def validation_gain(before: list[dict], after: list[dict], key: str) -> dict[str
         return {problem: statistics.fmean(v) for problem, v in values.items()}
 
     first, last = by_problem(before), by_problem(after)
+    both = first.keys() & last.keys()
     gains: dict[str, dict] = {}
-    for source in sorted({source for source, _ in first.keys() & last.keys()}):
-        problems = sorted(p for p in first.keys() & last.keys() if p[0] == source)
+    for source in sorted({source for source, _ in both}):
+        problems = sorted(p for p in both if p[0] == source)
         mean, ci = paired_ci([last[p] for p in problems], [first[p] for p in problems])
         gains[source] = {"gain": mean, "ci": ci, "problems": len(problems)}
     return gains
