@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from drift_verl.core import plots
-from drift_verl.core.config import ConfigError, WeightConfig, add_weight_arguments, weight_configs
-from drift_verl.core.diagnostics import weigh
+from drift_verl.core.config import ConfigError, WeightConfig
+from drift_verl.core.weights import WeightInputError, weigh
 from drift_verl.core.safe_io import OutputOverInput, atomic_path, refuse_overwriting
 from drift_verl.core.store import StoreError, TrajectoryStore, returns_and_groups
-from drift_verl.core.weights import WeightInputError
 from drift_verl.integration.training.report import rollout_quality
+from drift_verl.weights import add_weight_arguments, weight_configs
 
 MAX_LISTED = 20  # skipped rows printed one by one; the rest are counted
 

@@ -14,12 +14,43 @@ import sys
 
 import numpy as np
 
-from drift_verl.core.config import ConfigError, WeightConfig, add_weight_arguments, weight_configs
-from drift_verl.core.diagnostics import diagnostics
+from drift_verl.core.config import NORMALIZATION_ALIASES, NORMALIZATIONS, ConfigError, WeightConfig
 from drift_verl.core.reference_format import parse_reference_row, read_rows
-from drift_verl.core.returns import encode_answers, trajectory_returns
 from drift_verl.core.safe_io import OutputOverInput, atomic_path, refuse_overwriting
-from drift_verl.core.weights import WeightInputError, group_codes, group_weights
+from drift_verl.core.weights import (WeightInputError, diagnostics, encode_answers, group_codes, group_weights,
+                                     trajectory_returns)
+
+
+# the weight options of both CLIs (this one and ``python -m drift_verl.store inspect``)
+WEIGHT_FLAGS = {"gamma": "--gamma", "beta": "--beta", "repetition_coef": "--repetition-coef",
+                "normalization": "--normalization", "weight_cap": "--cap"}
+
+
+def add_weight_arguments(parser: argparse.ArgumentParser, beta_sweep: bool = False) -> None:
+    """The weight options both CLIs take, with :class:`WeightConfig`'s defaults; ``beta_sweep``: ``--beta`` takes
+    one or more values."""
+    parser.add_argument("--gamma", type=float, default=WeightConfig.gamma, help="drift.gamma")
+    if beta_sweep:
+        parser.add_argument("--beta", type=float, nargs="+", default=[WeightConfig.beta],
+                            help="drift.beta: one or more (a sweep)")
+    else:
+        parser.add_argument("--beta", type=float, default=WeightConfig.beta, help="drift.beta")
+    parser.add_argument("--repetition-coef", type=float, default=WeightConfig.repetition_coef,
+                        help="drift.repetition_coef")
+    parser.add_argument("--normalization", choices=(*NORMALIZATIONS, *NORMALIZATION_ALIASES),
+                        default=WeightConfig.normalization,
+                        help="per prompt group, or one normaliser over the whole store (batch: old name of store)")
+    parser.add_argument("--cap", type=float, default=WeightConfig.cap, help="drift.weight_cap")
+
+
+def weight_configs(args: argparse.Namespace) -> list[WeightConfig]:
+    """One :class:`WeightConfig` per ``--beta`` given; a bad value is a :class:`ConfigError` naming its option."""
+    betas = args.beta if isinstance(args.beta, list) else [args.beta]
+    try:
+        return [WeightConfig(gamma=args.gamma, beta=beta, repetition_coef=args.repetition_coef,
+                             normalization=args.normalization, cap=args.cap) for beta in betas]
+    except ConfigError as error:
+        raise ConfigError(f"{WEIGHT_FLAGS[error.key]}: {error}", error.key) from None
 
 
 def _rows(path: str):

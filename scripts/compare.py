@@ -360,7 +360,7 @@ def weight_health(folder: Path, drift: dict, seed: int = 0) -> dict:
     computes them), and one training seed's steps under the old order and under whole-group steps."""
     import numpy as np
 
-    from drift_verl.core.diagnostics import weigh
+    from drift_verl.core.weights import weigh
     from drift_verl.core.schedule import Schedule, epoch_seed
     from drift_verl.core.store import TrajectoryStore, returns_and_groups
     from drift_verl.core.config import DriftConfig, WeightConfig

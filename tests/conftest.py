@@ -22,6 +22,8 @@ SMALL_TASK = [
     "actor_rollout_ref.rollout.val_kwargs.n=1",
     "actor_rollout_ref.actor.optim.lr=1e-3",
     "drift.epochs=1",
+    "drift.non_repeat_contexts=0",  # the summary's fixed-context repeats: the main job's test checks them
+    "actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra]",
 ]
 
 

@@ -1,3 +1,3 @@
-"""The pure algorithm and its data: returns and weights, the loss, batches, the trajectory store, the mini-batch
-schedule, metrics and answer parsing. Nothing here imports verl except the loss (its registry signature).
+"""The pure algorithm and its data: returns and weights, the batch and the loss, the trajectory store and content
+identity, the schedules, metrics and answer parsing. Nothing here imports verl except the loss (its registry signature).
 """

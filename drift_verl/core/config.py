@@ -5,7 +5,8 @@ Everything that needs a DRIFT setting reads it from here, so a default cannot dr
 - the Hydra recipes: ``recipes/__init__.py`` registers :func:`defaults` as the node ``recipe/common.yaml`` puts
   under ``drift:``, so the YAML files hold only what differs from these defaults;
 - the driver, the trainer and the feedback agent loop: :meth:`DriftConfig.from_section`, once in each process;
-- the two CLIs (``python -m drift_verl.weights``, ``python -m drift_verl.store inspect``): :func:`add_weight_arguments`;
+- the two CLIs (``python -m drift_verl.weights``, ``python -m drift_verl.store inspect``): one argument helper,
+  :func:`drift_verl.weights.add_weight_arguments`, with :class:`WeightConfig`'s defaults;
 - the verifier pool: :class:`EnvConfig`'s defaults.
 
 Values are checked, never converted (a YAML ``10`` stays an int): the store's fingerprint hashes ``drift.env`` as
@@ -15,7 +16,6 @@ Pure Python, no verl import: ``core``'s weight pass takes :class:`WeightConfig`.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 from typing import Any
@@ -160,6 +160,9 @@ class DriftConfig:
     # [rollouts]: make or complete the store and stop; [weights,update]: train from an existing store
     phases: list[str] = dataclasses.field(default_factory=lambda: list(PHASES))
     seed: int = 0  # mini-batch order
+    # > 0: the end-of-run summary compares the reference and the trained policy on this many fixed turn-2 contexts
+    # of the store (drift_verl/eval/non_repeat.py; transformers on the trainer's CPU: small policies only)
+    non_repeat_contexts: int = 0
     console: str = "auto"  # auto | quiet | full: the console of python -m drift_verl.main (integration/job/quiet.py)
     env: EnvConfig = dataclasses.field(default_factory=EnvConfig)
     health: HealthConfig = dataclasses.field(default_factory=HealthConfig)
@@ -173,6 +176,8 @@ class DriftConfig:
         _check(self.train_turns in TRAIN_TURNS, "train_turns", "last or all", self.train_turns)
         for key in ("epochs", "rounds", "prompts_per_shard", "shards_in_flight", "shuffle_window"):
             _check(_count(getattr(self, key)), key, "an integer >= 1", getattr(self, key))
+        _check(_count(self.non_repeat_contexts, 0), "non_repeat_contexts", "an integer >= 0",
+               self.non_repeat_contexts)
         _check(self.max_prompts is None or _count(self.max_prompts), "max_prompts", "null or an integer >= 1",
                self.max_prompts)
         self.phases = list(self.phases)
@@ -225,35 +230,3 @@ def _build(cls, section, prefix: str):
 def defaults() -> dict:
     """The ``drift:`` section with every default, as plain values: the node the Hydra recipes start from."""
     return dataclasses.asdict(DriftConfig())
-
-
-# ---------------------------------------------------------------------------------------------- the CLIs' options
-WEIGHT_FLAGS = {"gamma": "--gamma", "beta": "--beta", "repetition_coef": "--repetition-coef",
-                "normalization": "--normalization", "weight_cap": "--cap"}
-
-
-def add_weight_arguments(parser: argparse.ArgumentParser, beta_sweep: bool = False) -> None:
-    """The weight options both CLIs take, with :class:`WeightConfig`'s defaults; ``beta_sweep``: ``--beta`` takes
-    one or more values."""
-    parser.add_argument("--gamma", type=float, default=WeightConfig.gamma, help="drift.gamma")
-    if beta_sweep:
-        parser.add_argument("--beta", type=float, nargs="+", default=[WeightConfig.beta],
-                            help="drift.beta: one or more (a sweep)")
-    else:
-        parser.add_argument("--beta", type=float, default=WeightConfig.beta, help="drift.beta")
-    parser.add_argument("--repetition-coef", type=float, default=WeightConfig.repetition_coef,
-                        help="drift.repetition_coef")
-    parser.add_argument("--normalization", choices=(*NORMALIZATIONS, *NORMALIZATION_ALIASES),
-                        default=WeightConfig.normalization,
-                        help="per prompt group, or one normaliser over the whole store (batch: old name of store)")
-    parser.add_argument("--cap", type=float, default=WeightConfig.cap, help="drift.weight_cap")
-
-
-def weight_configs(args: argparse.Namespace) -> list[WeightConfig]:
-    """One :class:`WeightConfig` per ``--beta`` given; a bad value is a :class:`ConfigError` naming its option."""
-    betas = args.beta if isinstance(args.beta, list) else [args.beta]
-    try:
-        return [WeightConfig(gamma=args.gamma, beta=beta, repetition_coef=args.repetition_coef,
-                             normalization=args.normalization, cap=args.cap) for beta in betas]
-    except ConfigError as error:
-        raise ConfigError(f"{WEIGHT_FLAGS[error.key]}: {error}", error.key) from None

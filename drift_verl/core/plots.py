@@ -28,7 +28,7 @@ def _save(plt, figure, path: Path) -> Path:
 
 def weight_plots(weights: np.ndarray, groups: np.ndarray, path: Path) -> Path:
     """Histogram of the weights and of the per-group effective sample size fraction."""
-    from drift_verl.core.diagnostics import group_ess_fraction
+    from drift_verl.core.weights import group_ess_fraction
 
     plt = _pyplot()
     ess_fraction = group_ess_fraction(weights, groups)

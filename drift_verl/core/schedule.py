@@ -1,27 +1,34 @@
-"""The weighted-SFT schedule: which trajectories each optimizer step trains on, and where a resumed run goes on.
+"""DRIFT's two schedules, pure arithmetic: which trajectories each optimizer step trains on (phase 3), and which
+store shards are being rolled out at once (phase 1); where a resumed run goes on in each.
 
-Every step trains whole prompt groups (all N trajectories of ``ppo_mini_batch_size`` prompts), as the paper's
-reference code does: DRIFT's weights are normalised per group, so a step that saw part of a group would train on
-weights that do not average to one. Groups are shuffled within windows of ``drift.shuffle_window`` shards, so the
-trainer holds a window of shards, never the whole store. Pure arithmetic over the shard sizes, N, the window and
-a seed: a run killed at any step resumes at the next step with the very mini-batches it would have had
-(``tests/e2e`` checks the logged :func:`batch_digest` per step), and :func:`check_order` refuses a checkpoint
-whose steps were cut another way.
+Phase 3 (:class:`Schedule`): every step trains whole prompt groups (all N trajectories of
+``ppo_mini_batch_size`` prompts), as the paper's reference code does: DRIFT's weights are normalised per group, so
+a step that saw part of a group would train on weights that do not average to one. Groups are shuffled within
+windows of ``drift.shuffle_window`` shards, so the trainer holds a window of shards, never the whole store. From
+the shard sizes, N, the window and a seed, a run killed at any step resumes at the next step with the very
+mini-batches it would have had (``tests/e2e`` checks the logged :func:`batch_digest` per step), and
+:func:`check_order` refuses a checkpoint whose steps were cut another way.
+
+Phase 1 (:func:`fill_missing_shards`): the missing shards of a store, a few in flight, each written once whole.
+The next shard's prompts keep the rollout servers busy while the current shard's last trajectories finish.
+Trajectories come back in whatever order they finish, from any running shard; a shard is written (in store
+order: prompt, then sample) as soon as all its prompts are back, so a killed run loses only unwritten shards.
 """
 
 from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
 from drift_verl.core import safe_io
 from drift_verl.core.errors import ClearError
+from drift_verl.core.store import TrajectoryStore
 
 ORDER = "whole_groups"
 ORDER_FILE = "drift_schedule.json"  # in each checkpoint folder: the order its steps were cut by
@@ -176,3 +183,45 @@ def check_order(folder: str | Path, schedule: Schedule) -> None:
         fix = "or restore the previous setting" + ("s" if len(changed) > 1 else "")
     raise ScheduleError(f"{folder}: cannot resume from this checkpoint: {what}. Start afresh "
                         f"(trainer.resume_mode=disable, or another trainer.default_local_dir) {fix}")
+
+
+# ------------------------------------------------------------------------------------------------ phase 1
+class Rollouts(Protocol):
+    def submit(self, prompts: range) -> None:
+        """Start generating every trajectory of these prompts (dataset indices)."""
+
+    def collect(self, count: int) -> tuple[list[dict], int]:
+        """Block until ``count`` prompts are finished; their store rows (each with its dataset ``index``) and the
+        assistant tokens they hold."""
+
+
+def fill_missing_shards(store: TrajectoryStore, missing: list[int], window: int, rollouts: Rollouts,
+                        on_written: Callable[[int], None] = lambda shard: None) -> tuple[int, int]:
+    """Generate and write ``missing`` shards, ``window`` at a time. Returns (trajectories, assistant tokens)."""
+    queue = list(missing)
+    running: dict[int, set[int]] = {}  # shard -> its prompts still generating
+    rows_of: dict[int, list[dict]] = {}
+    shard_of = {index: shard for shard in missing for index in store.shard_prompts(shard)}
+    trajectories = tokens = 0
+    while queue or running:
+        while queue and len(running) < window:
+            shard = queue.pop(0)
+            prompts = store.shard_prompts(shard)
+            rollouts.submit(prompts)
+            running[shard], rows_of[shard] = set(prompts), []
+        # as many prompts as the oldest shard still waits for; they may come back from any running shard
+        rows, new_tokens = rollouts.collect(len(running[next(iter(running))]))
+        tokens += new_tokens
+        for row in rows:
+            shard = shard_of[row["index"]]
+            running[shard].discard(row["index"])
+            rows_of[shard].append(row)
+        for shard in [s for s, prompts in running.items() if not prompts]:
+            del running[shard]
+            shard_rows = sorted(rows_of.pop(shard), key=lambda row: (row["index"], row["sample"]))
+            for row in shard_rows:
+                del row["index"]
+            store.write_shard(shard, shard_rows)
+            trajectories += len(shard_rows)
+            on_written(shard)
+    return trajectories, tokens

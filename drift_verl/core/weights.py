@@ -1,14 +1,21 @@
-"""DRIFT's importance weights: pure functions, no verl import.
+"""Phase 2, pure numpy: the return of each trajectory, its importance weight within its group, and how healthy
+the weights are. No verl import; the settings are :class:`drift_verl.core.config.WeightConfig`.
 
-Within each group (the N trajectories of one prompt), ``w_i = exp(R_i/beta) / mean_j exp(R_j/beta)``: the
-KL-regularised RL optimum written as importance weights on the reference policy's samples (AWR/AWAC), so
-weights average 1 per group and weighted SFT on them moves the policy towards that optimum.
+**Return**, written once: ``R = sum_t gamma^(t-1) r_t + format_penalty - lambda * (1 - distinct/answers)``.
+:func:`turn_shares` is the formula, vectorised over many trajectories: each turn's share of the return. Everything
+else sums them: :func:`trajectory_returns` (a whole store, and the JSONL CLI) and :func:`turn_contributions` (one
+trajectory's shares, which the feedback agent loop places at each turn for turn-level credit). Solving at an
+earlier turn is worth more; repeating a rejected answer costs. Rows are given as flat values plus one length per
+row (an Arrow list column's layout), so a store's columns are used without building per-row Python lists;
+answers as integer codes (equal answers, equal codes, within a row; negative: no parseable answer).
 
-How one optimizer step's weights enter the loss (``drift.loss_normalization``): :func:`step_weights`.
+**Weights**: within each group (the N trajectories of one prompt), ``w_i = exp(R_i/beta) / mean_j exp(R_j/beta)``:
+the KL-regularised RL optimum written as importance weights on the reference policy's samples (AWR/AWAC), so
+weights average 1 per group and weighted SFT on them moves the policy towards that optimum. How one optimizer
+step's weights enter the loss (``drift.loss_normalization``): :func:`step_weights`.
 
-The returns R: :mod:`drift_verl.core.returns`; the settings (:class:`WeightConfig`): :mod:`drift_verl.core.config`;
-weight health (ESS): :mod:`drift_verl.core.diagnostics`; reweighting reference-format JSONL:
-``python -m drift_verl.weights``.
+**Health**: effective sample size per group, degenerate and all-fail groups (:func:`diagnostics`).
+Reweighting reference-format JSONL: ``python -m drift_verl.weights``.
 """
 
 from __future__ import annotations
@@ -19,7 +26,84 @@ import numpy as np
 
 from drift_verl.core.config import LOSS_NORMALIZATIONS, WeightConfig
 
+# ------------------------------------------------------------------------------------------------ the return
+FORMAT_PENALTY = -0.1  # added per turn with no parseable answer
 
+
+def _row_index(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For flat values laid out by ``lengths``: each value's row and its position within the row."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    rows = np.repeat(np.arange(lengths.size), lengths)
+    starts = np.cumsum(lengths) - lengths
+    return rows, np.arange(rows.size) - starts[rows]
+
+
+def repetition_penalties(codes: np.ndarray, lengths: np.ndarray, coef: float) -> np.ndarray:
+    """``coef * (1 - distinct / answers)`` of every row, over the answers it gave (rows without one: 0).
+    ``codes`` flat, row ``i`` holding ``lengths[i]`` of them."""
+    codes = np.asarray(codes, dtype=np.int64)
+    rows, _ = _row_index(lengths)
+    given = codes >= 0
+    rows, codes = rows[given], codes[given]
+    num_rows = len(lengths)
+    answered = np.bincount(rows, minlength=num_rows)
+    span = int(codes.max(initial=0)) + 1
+    pairs = np.sort(rows * span + codes)  # (row, answer) pairs, equal ones adjacent
+    first = np.ones(pairs.size, dtype=bool)
+    np.not_equal(pairs[1:], pairs[:-1], out=first[1:])
+    distinct = np.bincount(pairs[first] // span, minlength=num_rows)
+    penalty = np.zeros(num_rows)
+    some = answered > 0
+    penalty[some] = coef * (1.0 - distinct[some] / answered[some])
+    return penalty
+
+
+def turn_shares(rewards: np.ndarray, reward_lengths: np.ndarray, answer_codes: np.ndarray,
+                answer_lengths: np.ndarray, gamma: float, repetition_coef: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each turn's share of its row's return but the format penalty, flat like ``rewards`` (float64):
+    ``gamma^(t-1) r_t``, and on the row's last turn minus its repetition penalty (a property of the whole
+    trajectory). Row ``i`` holds ``reward_lengths[i]`` rewards and ``answer_lengths[i]`` answer codes.
+    Returns ``(row of each turn, shares)``."""
+    reward_lengths = np.asarray(reward_lengths, dtype=np.int64)
+    rows, turn = _row_index(reward_lengths)
+    powers = np.array([gamma**t for t in range(int(turn.max(initial=-1)) + 1)], dtype=np.float64)
+    shares = np.asarray(rewards, dtype=np.float64) * powers[turn]
+    penalties = repetition_penalties(answer_codes, answer_lengths, repetition_coef)
+    last = np.cumsum(reward_lengths) - 1
+    played = reward_lengths > 0
+    if not played.all():  # rows without a turn (never stored): their penalty would have no turn to fall on
+        if penalties[~played].any():
+            raise ValueError("a trajectory with answers but no turn reward: its repetition penalty has no turn")
+        last, penalties = last[played], penalties[played]
+    shares[last] -= penalties
+    return rows, shares
+
+
+def trajectory_returns(rewards: np.ndarray, reward_lengths: np.ndarray, format_penalty: np.ndarray,
+                       answer_codes: np.ndarray, answer_lengths: np.ndarray, gamma: float,
+                       repetition_coef: float) -> np.ndarray:
+    """R of every row (float64): its :func:`turn_shares` summed, plus its ``format_penalty`` (the trajectory's
+    total, ``FORMAT_PENALTY`` per unparsed turn)."""
+    rows, shares = turn_shares(rewards, reward_lengths, answer_codes, answer_lengths, gamma, repetition_coef)
+    return np.bincount(rows, weights=shares, minlength=len(reward_lengths)) + np.asarray(format_penalty, np.float64)
+
+
+def encode_answers(answers: Sequence[str | None]) -> list[int]:
+    """One row's answers as codes: equal answers get equal codes, a turn with no parseable answer (None) -1."""
+    codes: dict[str, int] = {}
+    return [-1 if a is None else codes.setdefault(a, len(codes)) for a in answers]
+
+
+def turn_contributions(turn_rewards: Sequence[float], answers: Sequence[str | None], gamma: float,
+                       repetition_coef: float) -> list[float]:
+    """One trajectory's :func:`turn_shares`, each unparsed turn (answer None) with its ``FORMAT_PENALTY``: they sum
+    to its return. Turn-level credit (:mod:`drift_verl.core.turn_credit`) reads them."""
+    codes = np.array(encode_answers(answers), dtype=np.int64)
+    _, shares = turn_shares(turn_rewards, [len(turn_rewards)], codes, [len(codes)], gamma, repetition_coef)
+    return (shares + FORMAT_PENALTY * (codes < 0)).tolist()
+
+
+# ------------------------------------------------------------------------------------------------ the weights
 class WeightInputError(ValueError):
     """Bad input to the weight pass; the message names the row and field."""
 
@@ -101,3 +185,50 @@ def group_codes(prompt_ids: Sequence | np.ndarray) -> np.ndarray:
         return np.unique(prompt_ids, return_inverse=True)[1].astype(np.intp, copy=False)
     _, codes = np.unique(np.asarray(prompt_ids, dtype=object).astype(str), return_inverse=True)
     return codes
+
+
+# ------------------------------------------------------------------------------------------------ their health
+def group_ess_fraction(weights: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Per non-empty group, ``(sum w)^2 / sum w^2 / n``: 1 for uniform weights, ``1/n`` for one dominant."""
+    weights = np.asarray(weights, dtype=np.float64)
+    counts = np.bincount(groups)
+    present = counts > 0
+    sum_w = np.bincount(groups, weights=weights)[present]
+    sum_w2 = np.bincount(groups, weights=weights**2)[present]
+    return sum_w**2 / np.maximum(sum_w2, 1e-300) / counts[present]
+
+
+def diagnostics(
+    weights: np.ndarray, groups: np.ndarray, solved: np.ndarray | None = None, bins: int = 20
+) -> dict[str, float | list]:
+    """Health of the weights. ESS fraction per group is ``(sum w)^2 / sum w^2 / n``: 1 when weights are
+    uniform, ``1/n`` when a single trajectory carries the group. A group is *degenerate* when its ESS is
+    below 1.5 trajectories; an *all-fail* group has no solved trajectory (its weights only rank failures)."""
+    weights = np.asarray(weights, dtype=np.float64)
+    groups = np.asarray(groups)
+    counts = np.bincount(groups)
+    present = counts > 0
+    ess_fraction = group_ess_fraction(weights, groups)
+    ess = ess_fraction * counts[present]
+    hist, edges = np.histogram(weights, bins=bins)
+    result = {
+        "weights/ess_fraction_mean": float(ess_fraction.mean()),
+        "weights/ess_fraction_min": float(ess_fraction.min()),
+        "weights/degenerate_group_share": float((ess < 1.5).mean()),
+        "weights/max": float(weights.max()),
+        "weights/mean": float(weights.mean()),
+        "weights/num_groups": int(present.sum()),
+        "weights/histogram": {"counts": hist.tolist(), "edges": edges.tolist()},
+    }
+    if solved is not None:
+        any_solved = np.bincount(groups, weights=np.asarray(solved, dtype=np.float64))[present] > 0
+        result["weights/all_fail_group_share"] = float((~any_solved).mean())
+    return result
+
+
+def weigh(returns: np.ndarray, groups: np.ndarray, solved: np.ndarray, config: WeightConfig
+          ) -> tuple[np.ndarray, dict[str, float | list]]:
+    """Phase 2 on a store's returns (:func:`drift_verl.core.store.returns_and_groups`): the weights ``config``
+    gives, and their diagnostics with the mean return, as a run logs them."""
+    weights = trajectory_weights(returns, groups, solved, config)
+    return weights, {**diagnostics(weights, groups, solved), "weights/return_mean": float(returns.mean())}

@@ -6,7 +6,7 @@ platform, world size 1. Same model, same rows, same mini-batch and micro-batch s
 only the update path differs:
 
 * ``drift``: what ``DriftTrainer`` does per mini-batch (its own ``_update`` method is called): build the padded
-  batch from stored rows (``drift_verl.core.batch.padded_batch``, weights in ``advantages``), convert it to verl's
+  batch from stored rows (``drift_verl.core.loss.padded_batch``, weights in ``advantages``), convert it to verl's
   no-padding layout and call ``update_actor`` with the ``drift`` policy loss -- one call per mini-batch;
 * ``vanilla``: what verl's GRPO/PPO trainer does per step: one ``update_actor`` call on the whole step batch
   (already in verl's layout, ``old_log_probs`` from the actor, advantages per trajectory), split into the same
@@ -150,7 +150,7 @@ class Bench:
         return store
 
     def _padded(self, weights):
-        from drift_verl.core.batch import padded_batch
+        from drift_verl.core.loss import padded_batch
 
         return padded_batch(self.rows, weights, self.args.prompt_len, self.args.response_len,
                             self.tokenizer.pad_token_id, "all")

@@ -119,7 +119,7 @@ def child(args) -> None:
         pass
 
     from drift_verl.core.store import returns_and_groups
-    from drift_verl.core.diagnostics import diagnostics
+    from drift_verl.core.weights import diagnostics
     from drift_verl.core.config import WeightConfig
     from drift_verl.core.weights import group_codes, group_weights
 

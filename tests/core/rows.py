@@ -12,7 +12,7 @@ def store_row(prompt_id, sample, rewards, answers):
 
 
 def paper_return(turn_rewards, format_penalty, answers, gamma, repetition_coef):
-    """The paper's return, term by term and independent of drift_verl.core.returns: the oracle it is tested
+    """The paper's return, term by term and independent of drift_verl.core.weights: the oracle it is tested
     against. ``answers``: per turn or only those given; None (no parseable answer) is skipped."""
     given = [a for a in answers if a is not None]
     discounted = sum(r * gamma**t for t, r in enumerate(turn_rewards))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from drift_verl.core.batch import padded_batch
+from drift_verl.core.loss import padded_batch
 
 
 def _trained(row, response_len, train_turns):

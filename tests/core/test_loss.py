@@ -6,7 +6,7 @@ from hydra import compose, initialize_config_module
 from tensordict import TensorDict
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from drift_verl.core.batch import padded_batch, trained_mask
+from drift_verl.core.loss import padded_batch, trained_mask
 
 FEEDBACK = "Incorrect. Please think again."
 

@@ -5,7 +5,7 @@ import random
 
 import pyarrow.parquet as pq
 
-from drift_verl.core.shard_window import fill_missing_shards
+from drift_verl.core.schedule import fill_missing_shards
 from drift_verl.core.store import TrajectoryStore
 from tests.core.rows import store_row as _row
 

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from drift_verl.core.store import StoreError, TrajectoryStore, content_identity
+from drift_verl.core.identity import content_identity
+from drift_verl.core.store import StoreError, TrajectoryStore
 from tests.core.rows import store_row as _row
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
 
-from drift_verl.core.returns import FORMAT_PENALTY, turn_contributions
+from drift_verl.core.weights import FORMAT_PENALTY, turn_contributions
 from drift_verl.core.turn_credit import turn_index, turn_level_advantage, turn_returns
 from tests.core.rows import paper_return
 

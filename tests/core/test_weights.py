@@ -9,8 +9,7 @@ import pytest
 from drift_verl import weights as cli
 from drift_verl.core import weights as W
 from drift_verl.core.config import ConfigError
-from drift_verl.core.diagnostics import diagnostics
-from drift_verl.core.returns import encode_answers, trajectory_returns
+from drift_verl.core.weights import diagnostics, encode_answers, trajectory_returns
 from tests.core.rows import paper_return
 
 

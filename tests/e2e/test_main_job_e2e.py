@@ -29,6 +29,11 @@ def test_readme_main_job_runs_and_prints_the_summary(main_job):
     assert re.search(r"change in solved_within_5: [+-]\d\.\d{3} \(95% CI [+-]\d\.\d{3} to [+-]\d\.\d{3}; paired over "
                      r"\d+ problems\)", summary), summary[:2000]
     assert (workdir / "checkpoints" / "drift_verl" / "drift_tiny" / "validation" / "8.jsonl").is_file()
+    # beside the raw non-repeat ratio, one that selection cannot move: the reference and the trained policy (the
+    # last checkpoint's Hugging Face folder) answer turn 2 of the same conversations from the store
+    assert re.search(r"repeats_fixed_context\s+\d\.\d{3} ->\s+\d\.\d{3}\n    change in repeats_fixed_context: "
+                     r"[+-]\d\.\d{3} \(95% CI [+-]\d\.\d{3} to [+-]\d\.\d{3}; paired over the same \d+ turn-2 "
+                     r"contexts x 4 answers\)", summary), summary[:3000]
     # the embedded reference policy answers: 16 prompts x 8 samples, about 60% solved within 5 turns
     assert metrics[0]["drift/reference/solved_within_5"] > 0.2
     assert metrics[8]["training/global_step"] == 8

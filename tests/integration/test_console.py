@@ -140,11 +140,31 @@ def test_the_summary_gives_the_gain_paired_by_problem_from_verls_validation_dump
     (line,) = [line for line in text.splitlines() if "change in" in line]
     low, high = gains["tiny"]["ci"]
     assert line == f"    change in solved_within_2: +0.500 (95% CI {low:+.3f} to {high:+.3f}; paired over 3 problems)"
-    assert "selection" not in text and "scripts/non_repeat.py fixes the contexts" in text
+    assert "selection" not in text and "drift.non_repeat_contexts fixes the contexts" in text
     assert report.validation_gains(str(tmp_path), history[:1], 2) == report.validation_gains(None, history, 2) == {}
     assert "change in" not in report.summary({}, history, None, None, {})  # no dumps: no gain line
     (tmp_path / "8.jsonl").write_text("not json\n")  # a damaged dump: no gain, and the run still ends well
     assert report.validation_gains(str(tmp_path), history, 2) == {}
+
+
+def test_the_summary_gives_fixed_context_repeats_beside_the_raw_non_repeat():
+    means = {"solved_within_1": 0.5, "solved_within_2": 0.5, "assistant_turns": 1.5, "acc": 0.5, "solved_turn": 1.0,
+             "fresh_answers": 0.5, "retried_answers": 1.0, "unparsed_turns": 0.0}
+    history = [(step, {f"val-core/tiny/{k}/mean@2": v for k, v in means.items()}) for step in (0, 8)]
+    repeats = {"contexts": 3, "samples": 4, "before": 0.5, "after": 0.25, "change": -0.25, "ci": [-0.4, -0.1]}
+    lines = report.summary({}, history, None, None, {}, repeats).splitlines()
+    assert lines[-3:-1] == ["    repeats_fixed_context     0.500 ->  0.250",
+                            "    change in repeats_fixed_context: -0.250 (95% CI -0.400 to -0.100; paired over the "
+                            "same 3 turn-2 contexts x 4 answers)"]
+    assert lines[-4].endswith("; the fixed contexts below do not")
+    missing = report.summary({}, history, None, None, {}, {"unavailable": "no model"}).splitlines()
+    assert missing[-2] == "    repeats_fixed_context    unavailable: no model"
+
+
+def test_fixed_context_repeats_name_a_checkpoint_without_its_model(tmp_path):
+    result = report.fixed_context_repeats(None, "unused", tmp_path / "global_step_4", 8, 24, "answer")
+    assert result == {"unavailable": f"{tmp_path / 'global_step_4' / 'actor' / 'huggingface'} holds no model "
+                                     f"({report.HF_CHECKPOINT_HINT})"}
 
 
 def _config(**values):

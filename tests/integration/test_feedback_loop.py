@@ -3,7 +3,7 @@ tokenizer, a scripted rollout server instead of vLLM, the real verifier workers.
 
 import pytest
 
-from drift_verl.core.returns import FORMAT_PENALTY
+from drift_verl.core.weights import FORMAT_PENALTY
 from tests.core.rows import paper_return
 from tests.integration.loop_harness import run_loop as _run
 

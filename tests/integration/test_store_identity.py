@@ -9,7 +9,8 @@ from hydra import compose, initialize_config_module
 from safetensors.torch import save_file
 
 from drift_verl.core.config import DriftConfig
-from drift_verl.core.store import StoreError, TrajectoryStore, content_identity, fingerprint
+from drift_verl.core.identity import content_identity
+from drift_verl.core.store import StoreError, TrajectoryStore, fingerprint
 from drift_verl.integration.training.store_identity import check_own_store, open_for_training, rollout_spec
 from tests.core.rows import store_row
 

@@ -11,7 +11,7 @@ forever. :class:`JobMonitor` runs in the driver for the whole run and checks, ev
 
 On a failure it interrupts the driver's main thread, which stops Ray and ends with the line; if that has not
 ended the process after ``grace_s``, the monitor prints the line and exits. Waits that stall without anything
-dying (a weight sync, a rollout that never finishes) are bounded where the DRIFT trainer waits (:mod:`drift_verl.integration.training.replicas`,
+dying (a weight sync, a rollout that never finishes) are bounded where the DRIFT trainer waits (:mod:`drift_verl.integration.training.rollout_io`,
 :mod:`drift_verl.integration.training.rollout_io`; :class:`Stalled`).
 """
 

@@ -5,7 +5,7 @@ Per turn: generate through verl's rollout server, parse the answer, score it wit
 (verl's ``compute_score`` signature), and on a wrong answer append the feedback message and go again, up to
 ``drift.env.max_turns``; stop at the first correct answer (turn t*). Only assistant tokens are trainable
 (``response_mask``); each assistant turn's token span is recorded so DRIFT can train the last turn only.
-The trajectory's return (:mod:`drift_verl.core.returns`) is the reward, so GRPO and DRIFT optimise the same thing;
+The trajectory's return (:mod:`drift_verl.core.weights`) is the reward, so GRPO and DRIFT optimise the same thing;
 it reaches verl's ``rm_scores`` split by turn (:class:`TurnCreditOutput`) for turn-level credit.
 """
 
@@ -25,7 +25,7 @@ from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutp
 from drift_verl.core.answers import get_parser, normalize
 from drift_verl.core.config import DriftConfig
 from drift_verl.core.metrics import solved_turn, trajectory_info
-from drift_verl.core.returns import FORMAT_PENALTY, turn_contributions
+from drift_verl.core.weights import FORMAT_PENALTY, turn_contributions
 from drift_verl.integration.verifier import VerifierFailed, shared_pool
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,9 @@ from drift_verl.core.store import TrajectoryStore
 
 NON_REPEAT_NOTE = ("    non_repeat_ratio counts new answers after feedback in the conversations that reach turn 2; a "
                    "policy that solves more\n    at turn 1 leaves harder ones there, so it can fall with no more "
-                   "repeating (scripts/non_repeat.py fixes the contexts)")
+                   "repeating")
+REPEATS = "repeats_fixed_context"  # share of second answers repeating the rejected first one
+HF_CHECKPOINT_HINT = "add hf_model to actor_rollout_ref.actor.checkpoint.save_contents"
 
 
 def rollout_quality(store: TrajectoryStore, max_turns: int) -> tuple[dict, dict]:
@@ -66,11 +68,41 @@ def validation_gains(directory: str | None, validation_history: list[tuple[int, 
         return {}
 
 
+def fixed_context_repeats(store: TrajectoryStore, reference: str, checkpoint: Path, contexts: int,
+                          max_new_tokens: int | None, answer_format: str) -> dict:
+    """The reference policy (a Hugging Face folder) and the policy of ``checkpoint`` (verl's
+    ``global_step_N`` folder) on the same fixed turn-2 contexts of ``store``
+    (:func:`drift_verl.eval.non_repeat.compare`); ``{"unavailable": why}`` when either cannot be read: a finished
+    run reports, it does not fail here."""
+    from drift_verl.eval.non_repeat import compare
+
+    trained = checkpoint / "actor" / "huggingface"
+    if not (trained / "config.json").is_file():
+        return {"unavailable": f"{trained} holds no model ({HF_CHECKPOINT_HINT})"}
+    try:
+        result = compare(store, reference, str(trained), contexts, max_new_tokens or 64, answer_format)
+    except (OSError, ValueError) as error:
+        return {"unavailable": f"{type(error).__name__}: {error}"}
+    return result or {"unavailable": "no trajectory in the store had a parseable wrong first answer"}
+
+
+def _repeat_lines(repeats: dict) -> list[str]:
+    """Two lines like the metrics' and the gain's above them: the share of second answers that repeat the
+    rejected first one, on the same contexts for both policies."""
+    if "unavailable" in repeats:
+        return [f"    {REPEATS:<24s} unavailable: {repeats['unavailable']}"]
+    interval = ("no interval: one context" if repeats["ci"] is None
+                else f"95% CI {repeats['ci'][0]:+.3f} to {repeats['ci'][1]:+.3f}")
+    return [f"    {REPEATS:<24s} {repeats['before']:6.3f} -> {repeats['after']:6.3f}",
+            f"    change in {REPEATS}: {repeats['change']:+.3f} ({interval}; paired over the same {repeats['contexts']} "
+            f"turn-2 contexts x {repeats['samples']} answers)"]
+
+
 def summary(phase_times: dict[str, float], validation_history: list[tuple[int, dict]], run_dir: Path | None,
-            store: TrajectoryStore | None, gains: dict[str, dict] | None = None) -> str:
+            store: TrajectoryStore | None, gains: dict[str, dict] | None = None, repeats: dict | None = None) -> str:
     """Time per phase, validation from the first to the last point (with ``gains``, the change in solved within
-    T turns and its 95% interval, paired by problem), and where the outputs are (``run_dir``: None when nothing
-    was trained)."""
+    T turns and its 95% interval, paired by problem; with ``repeats``, :func:`fixed_context_repeats`), and where
+    the outputs are (``run_dir``: None when nothing was trained)."""
     lines = ["", "=" * 72, "DRIFT finished"]
     for name, seconds in phase_times.items():
         lines.append(f"  {name:<40s} {seconds:8.1f} s")
@@ -89,7 +121,10 @@ def summary(phase_times: dict[str, float], validation_history: list[tuple[int, d
                 lines.append(f"    change in {solved[-1]}: {gain['gain']:+.3f} ({interval}; paired over "
                              f"{gain['problems']} problems)")
             if "non_repeat_ratio" in values and first_step != last_step:
-                lines.append(NON_REPEAT_NOTE)
+                lines.append(NON_REPEAT_NOTE + ("; the fixed contexts below do not" if repeats
+                                                 else " (drift.non_repeat_contexts fixes the contexts)"))
+    if repeats:
+        lines += _repeat_lines(repeats)
     if run_dir is not None:
         lines.append(f"  checkpoints: {run_dir.resolve()}")
     if store is not None:

@@ -1,5 +1,12 @@
-"""Phase 1's traffic with verl: prompts handed to its agent-loop workers, finished trajectories taken back from
-TransferQueue (through verl's replay buffer, set up for shards here) as trajectory-store rows."""
+"""The DRIFT trainer's rollout side in verl: phase 1's traffic (prompts handed to verl's agent-loop workers,
+finished trajectories taken back from TransferQueue through verl's replay buffer, set up for shards here, as
+trajectory-store rows) and the rollout replicas' lifecycle (:class:`ReplicaLifecycle`).
+
+The replicas on verl's lifecycle: verl's synchronous loop keeps the vLLM replicas asleep (weights and KV cache freed
+on GPUs) while the actor trains and wakes them with the new weights through ``update_weights``, which expects them
+asleep. DRIFT does the same around its phases: awake with the current policy for rollouts and validation only,
+one weight sync per new policy. Every call into the replicas is bounded: a dead replica would make it wait forever.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +21,7 @@ from verl.utils import tensordict_utils as tu
 from verl.utils.dataset.rl_dataset import collate_fn
 
 from drift_verl.core.errors import ClearError
-from drift_verl.integration.job.health import Stalled
+from drift_verl.integration.job.health import Stalled, bounded
 
 FIELDS = ["uid", "prompts", "responses", "response_mask", "extra_fields", "data_source", "reward_model"]
 FROM_THE_LOOP = ["turn_spans", "turn_rewards", "answers", "format_penalty", "t_star", "verifier_failures", "messages"]
@@ -85,7 +92,7 @@ class ShardRolloutBuffer:
 
 
 class VerlRollouts:
-    """:class:`drift_verl.core.shard_window.Rollouts` through verl: its agent-loop workers and TransferQueue."""
+    """:class:`drift_verl.core.schedule.Rollouts` through verl: its agent-loop workers and TransferQueue."""
 
     def __init__(self, dataset, agent_loop_manager, replay_buffer, global_steps: int):
         self.dataset, self.agent_loop_manager, self.replay_buffer = dataset, agent_loop_manager, replay_buffer
@@ -133,3 +140,39 @@ class VerlRollouts:
             })
             samples[uid] += 1
         return rows, tokens
+
+
+class ReplicaLifecycle:
+    """Mixin for a verl v1 trainer (``checkpoint_manager``, ``global_steps``) with a ``health`` config."""
+
+    def on_init_end(self):
+        # replaces verl's PPOTrainerSync.on_init_end, which is this first sync (of the loaded checkpoint's or the
+        # starting weights) unbounded
+        self._bounded("the first weight sync into the vLLM rollout servers", self.checkpoint_manager.update_weights,
+                      self.global_steps)
+        self._replicas_step = self.global_steps  # the step whose weights the replicas hold; None: asleep
+
+    def _replicas_current(self) -> None:
+        """Wake the replicas with the current policy unless they hold it."""
+        if self._replicas_step == self.global_steps:
+            return
+        if self._replicas_step is not None:  # awake with older weights: update_weights expects them asleep
+            self._sleep_replicas()
+        self._bounded("the weight sync into the vLLM rollout servers", self.checkpoint_manager.update_weights,
+                      self.global_steps)
+        self._replicas_step = self.global_steps
+
+    def _sleep_replicas(self) -> None:
+        if self._replicas_step is not None:
+            self._bounded("putting the vLLM rollout servers to sleep", self.checkpoint_manager.sleep_replicas)
+            self._replicas_step = None
+
+    def _validate_current(self) -> dict:
+        """verl's validation (multi-turn, same agent loop) on the current weights, remembered for the summary."""
+        self._replicas_current()
+        metrics = self._validate()
+        self.validation_history.append((self.global_steps, metrics))
+        return metrics
+
+    def _bounded(self, what: str, fn, *args) -> None:
+        bounded(what, self.health.weight_sync_timeout_s, "weight_sync_timeout_s", fn, *args)

@@ -14,7 +14,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from drift_verl.core.config import DriftConfig
-from drift_verl.core.store import StoreError, TrajectoryStore, content_identity, fingerprint, tokenizer_identity
+from drift_verl.core.identity import content_identity, tokenizer_identity
+from drift_verl.core.store import StoreError, TrajectoryStore, fingerprint
 from drift_verl.integration.verifier import pkg_module
 
 
@@ -31,7 +32,7 @@ def module_file(path: str) -> str:
 
 
 def policy_tokenizer(config) -> str:
-    """:func:`drift_verl.core.store.tokenizer_identity` of the policy a config trains."""
+    """:func:`drift_verl.core.identity.tokenizer_identity` of the policy a config trains."""
     model = config.actor_rollout_ref.model
     return tokenizer_identity(str(model.get("tokenizer_path") or model.path), model.get("custom_chat_template"))
 

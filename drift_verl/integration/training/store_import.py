@@ -26,7 +26,8 @@ from tqdm import tqdm
 
 from drift_verl.core.metrics import solved_turn
 from drift_verl.core.reference_format import parse_messages, parse_reference_row, read_rows
-from drift_verl.core.store import SCHEMA, TrajectoryStore, content_identity, tokenizer_identity
+from drift_verl.core.identity import content_identity, tokenizer_identity
+from drift_verl.core.store import SCHEMA, TrajectoryStore
 from drift_verl.core.weights import WeightInputError
 
 STAGING_BATCH = 512

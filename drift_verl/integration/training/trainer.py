@@ -37,19 +37,15 @@ from verl.utils.py_functional import rename_dict
 from verl.utils.tracking import Tracking, ValidationGenerationsLogger
 from verl.workers.utils.padding import left_right_2_no_padding
 
-from drift_verl.core.batch import padded_batch
-from drift_verl.core.config import DriftConfig
-from drift_verl.core.diagnostics import weigh
-from drift_verl.core.loss import nll_metric
-from drift_verl.core.schedule import Schedule, batch_digest, check_order, write_order
-from drift_verl.core.shard_window import fill_missing_shards
-from drift_verl.core.store import StoreError, TrajectoryStore, returns_and_groups
-from drift_verl.core.weights import step_weights
 from drift_verl.core import plots
+from drift_verl.core.config import DriftConfig
+from drift_verl.core.loss import nll_metric, padded_batch
+from drift_verl.core.schedule import Schedule, batch_digest, check_order, fill_missing_shards, write_order
+from drift_verl.core.store import StoreError, TrajectoryStore, returns_and_groups
+from drift_verl.core.weights import step_weights, weigh
 from drift_verl.integration.job import console, run_files
 from drift_verl.integration.training import report
-from drift_verl.integration.training.replicas import ReplicaLifecycle
-from drift_verl.integration.training.rollout_io import ShardRolloutBuffer, VerlRollouts
+from drift_verl.integration.training.rollout_io import ReplicaLifecycle, ShardRolloutBuffer, VerlRollouts
 from drift_verl.integration.training.store_identity import (first_round_spec, open_for_training,
                                                              require_finished, rollout_spec)
 
@@ -256,6 +252,18 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
         console.say(report.validation_line(self.global_steps, metrics, time.time() - start))
         return metrics
 
+    def _fixed_context_repeats(self) -> dict | None:
+        """``drift.non_repeat_contexts``: the first round's reference and the trained policy (the last checkpoint)
+        on the same turn-2 contexts of the first round's store, where selection cannot move the rate."""
+        if not (self.drift.non_repeat_contexts and self.drift.trains):
+            return None
+        console.show(f"[drift] fixed-context repeats on {self.drift.non_repeat_contexts} turn-2 contexts ...")
+        env = self.drift.env
+        checkpoint = self._run_dir() / f"global_step_{self.global_steps}"
+        return report.fixed_context_repeats(self.given_store or self._store(0), self.config.actor_rollout_ref.model.path,
+                                            checkpoint, self.drift.non_repeat_contexts, env.turn_max_tokens,
+                                            env.answer_format)
+
     # ------------------------------------------------------------------ driver
     def fit(self, agent_loop_manager):
         self.agent_loop_manager, trainer = agent_loop_manager, self.config.trainer
@@ -280,5 +288,6 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
         gains = report.validation_gains(trainer.get("validation_data_dir"), self.validation_history,
                                         self.drift.env.max_turns)
         console.say(report.summary(self.phase_times, self.validation_history,
-                                   self._run_dir() if self.drift.trains else None, store, gains))
+                                   self._run_dir() if self.drift.trains else None, store, gains,
+                                   self._fixed_context_repeats() if store is not None else None))
         console.close()  # the driver's quiet console stops waiting for this process
