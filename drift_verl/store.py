@@ -28,7 +28,7 @@ from drift_verl.core import plots
 from drift_verl.core.config import ConfigError, WeightConfig
 from drift_verl.core.weights import WeightInputError, weigh
 from drift_verl.core.safe_io import OutputOverInput, atomic_path, refuse_overwriting
-from drift_verl.core.store import StoreError, TrajectoryStore, returns_and_groups
+from drift_verl.core.store import StoreError, TrajectoryStore, broken_trajectories, returns_and_groups
 from drift_verl.integration.training.report import rollout_quality
 from drift_verl.weights import add_weight_arguments, weight_configs
 
@@ -46,9 +46,11 @@ def inspect(store: TrajectoryStore, configs: list[WeightConfig]) -> tuple[dict, 
             "samples_per_prompt": int(spec["n"]), "shards": store.num_shards,
             "generated_tokens": logged["drift/rollout/generated_tokens"]}
     returns, groups, solved = returns_and_groups(store, configs[0].gamma, configs[0].repetition_coef)
+    broken = broken_trajectories(store)
+    size.update({"schema_version": store.schema_version, "broken_trajectories": int(broken.sum())})
     rows, all_weights = [], []
     for config in configs:
-        weights, stats = weigh(returns, groups, solved, config)
+        weights, stats = weigh(returns, groups, solved, config, broken)
         stats.pop("weights/histogram")
         rows.append({"gamma": config.gamma, "beta": config.beta,
                      **{k.removeprefix("weights/"): v for k, v in stats.items()}})
@@ -71,7 +73,9 @@ def write_weights(store: TrajectoryStore, returns, weights, out: Path) -> None:
 def _print(report: dict) -> None:
     size = report["size"]
     print(f"store {report['store']}: {size['trajectories']} trajectories ({size['prompts']} prompts x "
-          f"{size['samples_per_prompt']}) in {size['shards']} shards, {size['generated_tokens']} generated tokens")
+          f"{size['samples_per_prompt']}) in {size['shards']} shards, {size['generated_tokens']} generated tokens; "
+          f"{size['broken_trajectories']} broken by the environment (weight 0); store schema version "
+          f"{size['schema_version']}")
     shown = {k: v for k, v in report["reference"].items() if k.startswith("solved_within_") or k == "non_repeat_ratio"}
     print("reference policy: " + ", ".join(f"{k} {v:.3f}" for k, v in shown.items()))
     print(f"{'gamma':>6} {'beta':>7} {'ESS frac':>9} {'ESS min':>8} {'degenerate':>11} {'all-fail':>9} {'max w':>8}")

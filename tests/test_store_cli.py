@@ -6,7 +6,7 @@ import math
 import pytest
 
 from drift_verl import store as cli
-from drift_verl.core.store import TrajectoryStore
+from drift_verl.core.store import StoreError, TrajectoryStore
 from tests.core.rows import paper_return, store_row
 
 SPEC = {"n": 2, "env": {"max_turns": 5}}
@@ -41,7 +41,7 @@ def test_inspect_reports_the_store_and_writes_the_formulas_weights(store, tmp_pa
                      "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["size"] == {"trajectories": 6, "prompts": 3, "samples_per_prompt": 2, "shards": 2,
-                              "generated_tokens": 12}
+                              "generated_tokens": 12, "schema_version": 2, "broken_trajectories": 0}
     assert report["reference"]["solved_within_1"] == pytest.approx(2 / 6)
     assert report["reference"]["solved_within_5"] == pytest.approx(4 / 6)
     (row,) = report["weights"]
@@ -91,7 +91,7 @@ def test_bad_input_is_one_line_naming_the_file(store, tmp_path, capsys):
     assert cli.main(["inspect", str(store.dir)]) == 2
     assert "fingerprint" in capsys.readouterr().err
     store.shard_path(1).unlink()
-    manifest.write_text(json.dumps({"spec": SPEC, "num_prompts": 3, "prompts_per_shard": 2}))
+    manifest.write_text(json.dumps({"spec": SPEC, "num_prompts": 3, "prompts_per_shard": 2, "schema_version": 2}))
     assert cli.main(["inspect", str(store.dir)]) == 2
     assert "shard-00001.parquet: missing" in capsys.readouterr().err
 
@@ -104,3 +104,46 @@ def test_shards_load_with_datasets(store):
     dataset = load_dataset("parquet", data_files=files, split="train", cache_dir=str(store.dir.parent / "hf"))
     assert [(row["prompt_id"], row["sample"]) for row in dataset] == [(p, s) for p, s, _, _ in ROWS]
     assert dataset[1]["turn_rewards"] == [0.0, 1.0] and dataset[2]["answers"] == [None, "5"]
+
+
+def test_a_trajectory_the_environment_broke_weighs_zero_and_its_group_is_normalised_without_it(tmp_path, capsys):
+    made = TrajectoryStore(tmp_path / "stores", SPEC, num_prompts=3, prompts_per_shard=2)
+    rows = [store_row(*row) for row in ROWS]
+    rows[1]["environment_failure"] = "pkg://envs:Hints.step raised KeyError: 'state'"
+    made.write_shard(0, rows[:4])
+    made.write_shard(1, rows[4:])
+    out = tmp_path / "weights.jsonl"
+    assert cli.main(["inspect", str(made.dir), "--beta", "0.1", "--weights", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["size"]["broken_trajectories"] == 1 and report["weights"][0]["broken_trajectories"] == 1
+    weights = [json.loads(line)["weight"] for line in out.read_text().splitlines()]
+    _, formula = _formula(0.1)
+    assert weights[1] == 0 and weights[0] == pytest.approx(1.0)  # group "a": its one kept trajectory, mean 1
+    assert weights[2:] == pytest.approx(formula[2:])  # the other groups as before
+
+
+def test_a_store_of_schema_version_one_is_read_not_completed(store, tmp_path, capsys):
+    """A store made before the environment_failure column (manifest without schema_version, shards without the
+    column) is inspected and trained on as before; adding a shard to it is refused with what to do."""
+    import pyarrow.parquet as pq
+
+    from drift_verl.core.store import SCHEMAS
+
+    manifest = store.dir / "manifest.json"
+    old = {k: v for k, v in json.loads(manifest.read_text()).items() if k != "schema_version"}
+    manifest.write_text(json.dumps(old))
+    for index in range(store.num_shards):
+        table = pq.read_table(store.shard_path(index)).drop(["environment_failure"])
+        assert table.schema.equals(SCHEMAS[1])
+        pq.write_table(table, store.shard_path(index))
+    reopened = TrajectoryStore.open(store.dir)
+    assert reopened.schema_version == 1
+    assert cli.main(["inspect", str(store.dir), "--beta", "0.1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["size"]["schema_version"] == 1 and report["size"]["broken_trajectories"] == 0
+    store.shard_path(1).unlink()
+    with pytest.raises(StoreError, match="store schema version 1 .* not completed: 1 shard.* missing"):
+        reopened.write_shard(1, [store_row(*row) for row in ROWS[4:]])
+    manifest.write_text(json.dumps({**old, "schema_version": 9}))
+    with pytest.raises(StoreError, match="store schema version 9, which this drift-verl does not read"):
+        TrajectoryStore.open(store.dir)

@@ -86,11 +86,16 @@ class WeightConfig:
 
 @dataclasses.dataclass
 class EnvConfig:
-    """``drift.env``: the multi-turn feedback environment (agent loop ``drift_feedback``)."""
+    """``drift.env``: the multi-turn feedback environment (agent loop ``drift_feedback``; the environment's contract:
+    :mod:`drift_verl.core.environment`)."""
 
     max_turns: int = 5  # T
-    feedback: str = "Incorrect. Please think again."
-    prompt_mode: str = "simple"  # simple | full (Turn k / State / Reward / actions left block)
+    # what is said after a wrong answer: a built-in environment (try_again, higher_lower) or pkg://module:Class
+    name: str = "try_again"
+    options: dict = dataclasses.field(default_factory=dict)  # the environment's own settings
+    env_timeout_s: float = 10  # one call into the environment; a call past it (or failing) ends that trajectory
+    feedback: str = "Incorrect. Please think again."  # try_again's message
+    prompt_mode: str = "simple"  # try_again: simple | full (Turn k / State / Reward / actions left block)
     answer_format: str = "answer"  # answer (<answer>..</answer>) | boxed | gsm8k (#### n)
     turn_max_tokens: int | None = None  # per-turn generation cap; None: what is left of data.max_response_length
     # a call running longer is killed and scores 0. Written 10, not 10.0: the store fingerprint hashes the value as
@@ -101,6 +106,11 @@ class EnvConfig:
 
     def __post_init__(self):
         _check(_count(self.max_turns), "env.max_turns", "an integer >= 1", self.max_turns)
+        _check(isinstance(self.name, str) and bool(self.name), "env.name",
+               "try_again, higher_lower or pkg://module:Class", self.name)
+        _check(isinstance(self.options, dict), "env.options", "a mapping", self.options)
+        _check(_number(self.env_timeout_s) and self.env_timeout_s > 0, "env.env_timeout_s", "seconds > 0",
+               self.env_timeout_s)
         _check(self.prompt_mode in ("simple", "full"), "env.prompt_mode", "simple or full", self.prompt_mode)
         _check(self.answer_format in PARSERS, "env.answer_format", f"one of {sorted(PARSERS)}", self.answer_format)
         _check(self.turn_max_tokens is None or _count(self.turn_max_tokens), "env.turn_max_tokens",

@@ -43,8 +43,13 @@ SCHEMA = pa.schema(
         ("t_star", pa.int32()),  # first solved turn, 0 when never solved
         ("verifier_failures", pa.int32()),
         ("messages", pa.string()),  # the conversation as chat messages (JSON)
+        # why the environment broke its contract and ended the trajectory (null or empty: it did not); such a
+        # trajectory keeps its row (every prompt keeps its N) and trains with weight 0
+        ("environment_failure", pa.string()),
     ]
 )
+SCHEMA_VERSION = 2  # the manifest's "schema_version"; a manifest without one is version 1
+SCHEMAS = {1: pa.schema([f for f in SCHEMA if f.name != "environment_failure"]), 2: SCHEMA}
 
 
 def fingerprint(spec: dict) -> str:
@@ -78,8 +83,14 @@ class TrajectoryStore:
                     {k: found.get(k) for k in expected} != json.loads(json.dumps(expected, default=str))):
                 raise StoreError(f"{manifest}: this store was made with another configuration than its folder name "
                                  f"says (a foreign or edited manifest); remove the folder {self.dir} to roll out anew")
+            self.schema_version = found.get("schema_version", 1)
+            if self.schema_version not in SCHEMAS:
+                raise StoreError(f"{manifest}: store schema version {self.schema_version!r}, which this drift-verl "
+                                 f"does not read (versions {sorted(SCHEMAS)}); use the drift-verl that made it")
         else:
-            safe_io.write_text(manifest, json.dumps(expected, indent=2, default=str))
+            self.schema_version = SCHEMA_VERSION
+            safe_io.write_text(manifest, json.dumps({**expected, "schema_version": SCHEMA_VERSION}, indent=2,
+                                                    default=str))
 
     @classmethod
     def open(cls, folder: str | Path) -> TrajectoryStore:
@@ -114,11 +125,21 @@ class TrajectoryStore:
     def missing_shards(self) -> list[int]:
         return [i for i in range(self.num_shards) if not self.shard_path(i).exists()]
 
+    @property
+    def schema(self) -> pa.Schema:
+        return SCHEMAS[self.schema_version]
+
     def write_shard(self, index: int, rows: list[dict]) -> None:
         self.write_table(index, pa.Table.from_pylist(rows, schema=SCHEMA))
 
     def write_table(self, index: int, table: pa.Table) -> None:
-        """Write one shard atomically (a temporary file renamed into place)."""
+        """Write one shard atomically (a temporary file renamed into place). A store of an older schema is read
+        (trained on, inspected), never added to: its shards would mix two schemas."""
+        if self.schema_version != SCHEMA_VERSION:
+            raise StoreError(f"{self.dir}: store schema version {self.schema_version} (made by an older drift-verl); "
+                             f"it can be trained on and inspected, not completed: {len(self.missing_shards())} shard(s) "
+                             "are missing. Finish it with the drift-verl that made it, or remove the folder to roll "
+                             "out anew")
         if table.schema != SCHEMA:
             raise ValueError(f"shard {index}: schema differs from the store's:\n{table.schema}")
         with safe_io.atomic_path(self.shard_path(index)) as tmp:
@@ -146,10 +167,10 @@ class TrajectoryStore:
                 raise StoreError(f"{path}: not a readable parquet shard ({type(error).__name__}: {error}); delete it "
                                  "and re-run the same command to roll it out again") from None
             expected = len(self.shard_prompts(index)) * samples_per_prompt
-            if not schema.equals(SCHEMA) or rows != expected:
+            if not schema.equals(self.schema) or rows != expected:
                 raise StoreError(f"{path}: expected {expected} trajectories of the store's schema, found {rows}"
-                                 f"{'' if schema.equals(SCHEMA) else ' with another schema'}; delete it and re-run "
-                                 "the same command to roll it out again")
+                                 f"{'' if schema.equals(self.schema) else ' with another schema'}; delete it and "
+                                 "re-run the same command to roll it out again")
 
     def shard_sizes(self) -> list[int]:
         return [pq.ParquetFile(self.shard_path(i)).metadata.num_rows for i in range(self.num_shards)]
@@ -233,3 +254,13 @@ def returns_and_groups(store: TrajectoryStore, gamma: float, repetition_coef: fl
     del local_codes
     groups = to_group[groups]
     return np.concatenate(returns), groups, np.concatenate(solved)
+
+
+def broken_trajectories(store: TrajectoryStore) -> np.ndarray:
+    """Per trajectory, in store order: did the environment break its contract (its weight is then 0)? A store of
+    schema version 1 predates the flag: none."""
+    if store.schema_version < 2:
+        return np.zeros(sum(store.shard_sizes()), dtype=bool)
+    flags = [pc.fill_null(pc.greater(pc.utf8_length(table.column("environment_failure").combine_chunks()), 0), False)
+             .to_numpy(zero_copy_only=False) for table in store.iter_columns(["environment_failure"])]
+    return np.concatenate(flags) if flags else np.zeros(0, dtype=bool)

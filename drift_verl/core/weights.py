@@ -131,9 +131,17 @@ def group_weights(returns: np.ndarray, groups: np.ndarray, config: WeightConfig)
     return weights
 
 
-def trajectory_weights(returns: np.ndarray, groups: np.ndarray, solved: np.ndarray, config: WeightConfig) -> np.ndarray:
+def trajectory_weights(returns: np.ndarray, groups: np.ndarray, solved: np.ndarray, config: WeightConfig,
+                       broken: np.ndarray | None = None) -> np.ndarray:
     """The weights phase 3 trains with: DRIFT's, or one of the paper's baselines on the same trajectories —
-    ``uniform`` (w = 1: plain offline SFT) or ``rejection`` (successful trajectories only, mean weight 1)."""
+    ``uniform`` (w = 1: plain offline SFT) or ``rejection`` (successful trajectories only, mean weight 1).
+    ``broken`` trajectories (the environment broke its contract) weigh 0 and are left out of every normaliser."""
+    if broken is not None and np.any(broken):
+        kept = ~np.asarray(broken, dtype=bool)
+        weights = np.zeros(len(returns))
+        weights[kept] = trajectory_weights(np.asarray(returns)[kept], np.asarray(groups)[kept],
+                                           np.asarray(solved)[kept], config)
+        return weights
     if config.weighting == "uniform":
         return np.ones(len(returns))
     if config.weighting == "rejection":
@@ -226,9 +234,11 @@ def diagnostics(
     return result
 
 
-def weigh(returns: np.ndarray, groups: np.ndarray, solved: np.ndarray, config: WeightConfig
-          ) -> tuple[np.ndarray, dict[str, float | list]]:
-    """Phase 2 on a store's returns (:func:`drift_verl.core.store.returns_and_groups`): the weights ``config``
-    gives, and their diagnostics with the mean return, as a run logs them."""
-    weights = trajectory_weights(returns, groups, solved, config)
-    return weights, {**diagnostics(weights, groups, solved), "weights/return_mean": float(returns.mean())}
+def weigh(returns: np.ndarray, groups: np.ndarray, solved: np.ndarray, config: WeightConfig,
+          broken: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, float | list]]:
+    """Phase 2 on a store's returns (:func:`drift_verl.core.store.returns_and_groups`) and its broken trajectories
+    (:func:`drift_verl.core.store.broken_trajectories`): the weights ``config`` gives, and their diagnostics with the
+    mean return and the number of broken trajectories, as a run logs them."""
+    weights = trajectory_weights(returns, groups, solved, config, broken)
+    return weights, {**diagnostics(weights, groups, solved), "weights/return_mean": float(returns.mean()),
+                     "weights/broken_trajectories": int(np.sum(broken)) if broken is not None else 0}

@@ -93,6 +93,7 @@ def _shard_table(prompts: range, group_size: int, rng: np.random.Generator):
         "t_star": pa.array(first.astype(np.int32)),
         "verifier_failures": pa.array(np.zeros(rows, dtype=np.int32)),
         "messages": repeated(pa.array([""]), np.zeros(rows, dtype=np.int64)),
+        "environment_failure": pa.nulls(rows, pa.string()),
     }
     return pa.Table.from_arrays([columns[name] for name in SCHEMA.names], schema=SCHEMA)
 

@@ -1,10 +1,9 @@
-"""Answer parsers, the feedback message, multi-turn metrics, the trajectory store (no Ray)."""
+"""Answer parsers, multi-turn metrics, the trajectory store (no Ray)."""
 
 import pyarrow.parquet as pq
 import pytest
 
 from drift_verl.core.answers import extract_answer_tag, extract_boxed, extract_gsm8k, get_parser
-from drift_verl.integration.training.feedback_loop import feedback_message
 from drift_verl.core.metrics import multi_turn_metrics
 from drift_verl.core.store import StoreError, TrajectoryStore, returns_and_groups
 from reward_fns.exact import compute_score
@@ -26,15 +25,6 @@ def test_exact_reward_in_verl_signature():
     assert compute_score("d", "<answer>Lyon</answer>", "paris") == 0.0
     assert compute_score("d", "Paris", "paris") == 0.0
     assert compute_score("d", r"\boxed{12}", "12", answer_format="boxed") == 1.0
-
-
-def test_feedback_modes():
-    assert feedback_message("simple", "Incorrect. Please think again.", 1, 5, "3") == "Incorrect. Please think again."
-    full = feedback_message("full", "Incorrect. Please think again.", 2, 5, "3")
-    assert full.startswith("Turn 2 / 5") and "Actions left: 3" in full and "'3' is incorrect" in full
-    assert "no parseable answer" in feedback_message("full", "x", 1, 5, None)
-    with pytest.raises(ValueError, match="prompt_mode"):
-        feedback_message("verbose", "x", 1, 5, None)
 
 
 def test_multi_turn_metrics_hand_computed():

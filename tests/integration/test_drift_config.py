@@ -76,6 +76,9 @@ def test_weight_and_loss_normalisation_options():
     (["reward.custom_reward_function.path=/nowhere/verify.py"], r"/nowhere/verify.py .* does not load"),
     (["reward.custom_reward_function.name=score"], r"pkg://reward_fns.exact \(function 'score'\) does not load"),
     (["algorithm.adv_estimator=grpo_turn", "trainer.use_v1=false"], r"grpo_turn needs trainer.use_v1=true"),
+    (["drift.env.name=nowhere"], r"drift.env: the environment 'nowhere' does not start: drift.env.name='nowhere': "
+                                 r"expected one of \['higher_lower', 'try_again'\] or pkg://module:Class"),
+    (["drift.env.name=higher_lower", "+drift.env.options.hi=x"], r"'higher_lower' does not start: .*unknown key 'hi'"),
 ])
 def test_job_checks_name_the_keys(overrides, message):
     config = _compose(["recipe=drift", "platform=cpu", *overrides])

@@ -1,8 +1,12 @@
 """The feedback agent loop's turn logic, in process: verl's real AgentLoopBase and token merging with the tiny
 tokenizer, a scripted rollout server instead of vLLM, the real verifier workers."""
 
+import json
+import time
+
 import pytest
 
+from drift_verl.core.environment import HigherLower
 from drift_verl.core.weights import FORMAT_PENALTY
 from tests.core.rows import paper_return
 from tests.integration.loop_harness import run_loop as _run
@@ -46,3 +50,81 @@ def test_the_last_turn_ends_the_trajectory_and_the_token_budget_is_shared(tiny_m
     assert [params["max_tokens"] for _, params in server.requests] == [10, 10, 10]
     budget = len(output.response_mask)
     assert budget <= 192 and extra["turn_spans"][-1][1] == budget  # no dangling feedback after the last answer
+
+
+def test_an_informative_environment_says_which_way_each_answer_is_off(tiny_model_path):
+    output, server, tokenizer = _run(tiny_model_path, ["<answer>5</answer>", "<answer>9</answer>", "<answer>7</answer>"],
+                                     "drift.env.name=higher_lower")
+    extra = output.extra_fields
+    assert extra["turn_rewards"] == [0.0, 0.0, 1.0] and extra["environment_failure"] == ""
+    said = [m["content"] for m in json.loads(extra["messages"]) if m["role"] == "user"][1:]
+    assert said == [HigherLower.DEFAULTS["low"], HigherLower.DEFAULTS["high"]]
+    assert HigherLower.DEFAULTS["low"] in tokenizer.decode(server.requests[1][0])  # what the policy saw
+
+
+class Opening:
+    def __init__(self, config):
+        pass
+
+    def reset(self, row):
+        return f"Hint: the answer has {len(row['ground_truth'])} digit."
+
+    def step(self, text, answer, reward, turn):
+        return None  # ends the conversation after the first wrong answer
+
+
+class Raises(Opening):
+    def step(self, text, answer, reward, turn):
+        raise KeyError("state")
+
+
+class Hangs(Opening):
+    def step(self, text, answer, reward, turn):
+        time.sleep(30)
+
+
+class Garbage(Opening):
+    def step(self, text, answer, reward, turn):
+        return 3
+
+
+class BrokenAtReset(Opening):
+    def reset(self, row):
+        raise RuntimeError("no such task")
+
+
+def _env(name: str) -> str:
+    return f"drift.env.name='pkg://{__name__}:{name}'"
+
+
+def test_an_environment_opens_the_conversation_and_may_end_it(tiny_model_path):
+    output, server, tokenizer = _run(tiny_model_path, ["<answer>5</answer>", "<answer>7</answer>"], _env("Opening"))
+    extra = output.extra_fields
+    assert extra["turn_rewards"] == [0.0] and len(server.requests) == 1 and extra["environment_failure"] == ""
+    assert "Hint: the answer has 1 digit." in tokenizer.decode(server.requests[0][0])  # in the prompt, not trained
+    assert len(output.response_ids) == extra["turn_spans"][-1][1]  # no feedback after the last answer
+
+
+@pytest.mark.parametrize("name, failure", [
+    ("Raises", "Raises.step raised KeyError: 'state'"),
+    ("Hangs", "Hangs.step: no answer within 0.5 s (drift.env.env_timeout_s)"),
+    ("Garbage", "Garbage.step: returned 3, not a string or None"),
+])
+def test_an_environment_that_breaks_its_contract_ends_its_trajectory_only(tiny_model_path, name, failure):
+    start = time.monotonic()
+    output, server, _ = _run(tiny_model_path, ["<answer>5</answer>", "<answer>7</answer>"], _env(name),
+                             "drift.env.env_timeout_s=0.5")
+    extra = output.extra_fields
+    assert time.monotonic() - start < 20  # the hanging call is not waited for
+    assert extra["turn_rewards"] == [0.0] and len(server.requests) == 1  # the trajectory keeps its first turn
+    assert extra["environment_failure"].endswith(failure), extra["environment_failure"]
+    assert extra["reward_extra_info"]["environment_failures"] == 1.0
+
+
+def test_an_environment_that_fails_before_the_first_answer_still_leaves_one_turn(tiny_model_path):
+    output, server, tokenizer = _run(tiny_model_path, ["<answer>5</answer>", "<answer>7</answer>"],
+                                     _env("BrokenAtReset"))
+    extra = output.extra_fields
+    assert extra["turn_rewards"] == [0.0] and len(server.requests) == 1 and len(extra["turn_spans"]) == 1
+    assert extra["environment_failure"].endswith("BrokenAtReset.reset raised RuntimeError: no such task")
+    assert "Hint" not in tokenizer.decode(server.requests[0][0])

@@ -156,3 +156,24 @@ def test_a_store_made_before_keeps_its_fingerprint(tmp_path):
     for overrides, digest in pinned.items():
         config = _config(model, data, f"reward.custom_reward_function.path={verifier}", *overrides)
         assert fingerprint(_spec(config, content_identity(str(model)))) == digest, overrides
+
+
+def test_the_environment_is_part_of_the_stores_identity(tmp_path, monkeypatch):
+    """Its name, options and (a user's class) code; the defaults keep the identity of stores made before them."""
+    data, model = _data_and_model(tmp_path)
+    default = _store_dir(tmp_path, model, data)
+    assert _store_dir(tmp_path, model, data, name="try_again", env_timeout_s=10) == default
+    informative = _store_dir(tmp_path, model, data, name="higher_lower")
+    assert informative != default
+    with_options = _spec(_config(model, data, "drift.env.name=higher_lower", "+drift.env.options.high=Lower."),
+                         "reference")
+    assert with_options["env"]["options"] == {"high": "Lower."}
+    package = tmp_path / "user_envs"
+    package.mkdir()
+    source = package / "hints.py"
+    source.write_text("class Hints:\n    def reset(self, row): return None\n    def step(self, *args): return 'No.'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    user = _spec(_config(model, data, "drift.env.name='pkg://user_envs.hints:Hints'"), "reference")
+    source.write_text(source.read_text() + "# changed\n")
+    changed = _spec(_config(model, data, "drift.env.name='pkg://user_envs.hints:Hints'"), "reference")
+    assert user["env"]["code"] != changed["env"]["code"]

@@ -2,12 +2,14 @@
 
 The section itself is typed and checked by :class:`drift_verl.core.config.DriftConfig` (the one place its defaults
 and ranges are written); :func:`check_job` adds what needs the rest of the config or a file: enough prompts for one
-mini-batch, a per-turn token cap that fits the response budget, a verifier that imports, a given store that fits.
+mini-batch, a per-turn token cap that fits the response budget, a verifier that imports, an environment that
+starts, a given store that fits.
 """
 
 from __future__ import annotations
 
 from drift_verl.core.config import ConfigError, DriftConfig
+from drift_verl.core.errors import ClearError
 
 
 def _train_rows(files) -> int:
@@ -15,6 +17,18 @@ def _train_rows(files) -> int:
 
     files = [files] if isinstance(files, str) else list(files)
     return sum(pq.ParquetFile(str(f)).metadata.num_rows for f in files)
+
+
+def _check_environment(env) -> None:
+    """``drift.env.name`` loads and its class takes ``drift.env``: a job whose every trajectory would break ends
+    here, before Ray starts."""
+    from drift_verl.core.environment import environment_class
+
+    try:
+        environment_class(env.name)(env)
+    except Exception as error:  # the user's constructor: whatever it raises
+        message = str(error) if isinstance(error, ClearError) else f"{type(error).__name__}: {error}"
+        raise ConfigError(f"drift.env: the environment {env.name!r} does not start: {message}", "env.name") from None
 
 
 def check_job(config, drift: DriftConfig) -> None:
@@ -28,6 +42,7 @@ def check_job(config, drift: DriftConfig) -> None:
         except Exception as error:  # any import failure of the user's file
             raise ConfigError(f"reward.custom_reward_function: {verifier.path} (function {verifier.name!r}) does "
                               f"not load: {type(error).__name__}: {error}") from None
+    _check_environment(drift.env)
     budget = int(config.data.max_response_length)
     if drift.env.turn_max_tokens is not None and drift.env.turn_max_tokens > budget:
         raise ConfigError(f"drift.env.turn_max_tokens={drift.env.turn_max_tokens}: larger than the whole response "

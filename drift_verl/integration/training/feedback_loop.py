@@ -2,8 +2,10 @@
 ``drift_feedback`` through verl's agent-loop list (``recipes/agent_loops.yaml``).
 
 Per turn: generate through verl's rollout server, parse the answer, score it with the configured verifier
-(verl's ``compute_score`` signature), and on a wrong answer append the feedback message and go again, up to
-``drift.env.max_turns``; stop at the first correct answer (turn t*). Only assistant tokens are trainable
+(verl's ``compute_score`` signature), and on a wrong answer append what the environment says
+(:mod:`drift_verl.core.environment`, ``drift.env.name``) and go again, up to ``drift.env.max_turns``; stop at the
+first correct answer (turn t*), or when the environment ends the conversation or breaks its contract (the
+trajectory keeps what it has, and counts one environment failure). Only assistant tokens are trainable
 (``response_mask``); each assistant turn's token span is recorded so DRIFT can train the last turn only.
 The trajectory's return (:mod:`drift_verl.core.weights`) is the reward, so GRPO and DRIFT optimise the same thing;
 it reaches verl's ``rm_scores`` split by turn (:class:`TurnCreditOutput`) for turn-level credit.
@@ -15,6 +17,7 @@ import asyncio
 import functools
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from uuid import uuid4
 
@@ -24,21 +27,15 @@ from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutp
 
 from drift_verl.core.answers import get_parser, normalize
 from drift_verl.core.config import DriftConfig
+from drift_verl.core.environment import EnvError, checked_message, environment_class
 from drift_verl.core.metrics import solved_turn, trajectory_info
 from drift_verl.core.weights import FORMAT_PENALTY, turn_contributions
 from drift_verl.integration.verifier import VerifierFailed, shared_pool
 
 logger = logging.getLogger(__name__)
-
-
-def feedback_message(mode: str, text: str, turn: int, max_turns: int, answer: str | None) -> str:
-    """What the environment says after a wrong answer: the plain message (``simple``) or a state block."""
-    if mode == "simple":
-        return text
-    if mode == "full":
-        state = "no parseable answer" if answer is None else f"answer {answer!r} is incorrect"
-        return f"Turn {turn} / {max_turns}\nState: {state}\nReward: 0\nActions left: {max_turns - turn}\n{text}"
-    raise ValueError(f"drift.env.prompt_mode must be 'simple' or 'full', got {mode!r}")
+# environment calls run here, not in asyncio's default executor: a call that never returns keeps one of these
+# threads, never one that verl's own work waits for
+ENVIRONMENT_THREADS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="drift-environment")
 
 
 class TurnCreditOutput(AgentLoopOutput):
@@ -71,6 +68,7 @@ class FeedbackAgentLoop(AgentLoopBase):
         self.max_turns = env.max_turns
         self.parse = get_parser(env.answer_format)
         self.verifier_pool = shared_pool(env.verifier_workers, env.verifier_memory_mb)
+        self.environment_class = environment_class(env.name)
         self.weight_config = drift.weight_config()  # gamma and lambda of the return, as phase 2 reads them
         self.response_length = self.rollout_config.response_length
         verifier = self.config.reward.get("custom_reward_function") or {}
@@ -92,18 +90,44 @@ class FeedbackAgentLoop(AgentLoopBase):
         score = result.get("score", 0.0) if isinstance(result, dict) else result
         return float(score), True
 
+    async def _environment(self, what: str, call) -> str | None:
+        """One call into the environment, in a thread, bounded by ``drift.env.env_timeout_s`` and checked against
+        its contract; :class:`EnvError` naming the call when it raises, runs too long or returns garbage (a call that
+        never returns keeps its thread, not the trajectory: Python cannot stop a thread)."""
+        try:
+            running = asyncio.get_running_loop().run_in_executor(ENVIRONMENT_THREADS, call)
+            return checked_message(await asyncio.wait_for(running, self.env.env_timeout_s))
+        except EnvError as error:
+            raise EnvError(f"{self.env.name}.{what}: {error}") from None
+        except asyncio.TimeoutError:
+            raise EnvError(f"{self.env.name}.{what}: no answer within {self.env.env_timeout_s} s "
+                           "(drift.env.env_timeout_s)") from None
+        except Exception as error:  # the user's code: whatever it raises ends this trajectory only
+            raise EnvError(f"{self.env.name}.{what} raised {type(error).__name__}: {error}") from None
+
     async def run(self, sampling_params: dict[str, Any], **kwargs) -> AgentLoopOutput:
         messages = list(kwargs["raw_prompt"])
         ground_truth = kwargs["reward_model"]["ground_truth"]
         data_source = kwargs.get("data_source", "")
         extra_info = kwargs.get("extra_info") or {}
 
+        turn_rewards, answers, spans, server_fields, metrics = [], [], [], {}, {}
+        verifier_failures, environment_failure = 0, ""
+        try:
+            environment = self.environment_class(self.env)
+            opening = await self._environment("reset", lambda: environment.reset(
+                {"ground_truth": ground_truth, "data_source": data_source, "extra_info": extra_info}))
+        except Exception as error:  # noqa: BLE001  (a constructor's failure is the environment's too)
+            environment, opening = None, None
+            environment_failure = str(error) if isinstance(error, EnvError) else (
+                f"{self.env.name}: {type(error).__name__}: {error}")
+        if opening is not None:
+            messages.append({"role": "user", "content": opening})
         prompt_ids = await self.ct_build_initial_tokens(messages)
         tokens, response_mask, logprobs = list(prompt_ids), [], []
-        turn_rewards, answers, spans, server_fields, metrics = [], [], [], {}, {}
-        verifier_failures = 0
         request_id = uuid4().hex
-        for turn in range(1, self.max_turns + 1):
+        # an environment that failed before the first answer: that answer alone (every stored trajectory has a turn)
+        for turn in range(1, (self.max_turns if environment is not None else 1) + 1):
             budget = self.response_length - len(response_mask)
             params = dict(sampling_params, max_tokens=min(budget, self.env.turn_max_tokens or budget))
             output = await self.server_manager.generate(request_id=request_id, prompt_ids=tokens, sampling_params=params)
@@ -120,15 +144,20 @@ class FeedbackAgentLoop(AgentLoopBase):
             answer = self.parse(text)
             reward, ok = await self._score(data_source, text, ground_truth, extra_info)
             verifier_failures += not ok
-            turn_rewards.append(reward)
             answers.append(None if answer is None else normalize(answer))
             messages.append({"role": "assistant", "content": text})
-            if reward >= 1.0 or turn == self.max_turns:
+            turn_rewards.append(reward)
+            if reward >= 1.0 or turn == self.max_turns or environment is None:
                 break
-            feedback = {
-                "role": "user",
-                "content": feedback_message(self.env.prompt_mode, self.env.feedback, turn, self.max_turns, answer),
-            }
+            try:
+                said = await self._environment("step", functools.partial(environment.step, text, answers[-1], reward,
+                                                                         turn))
+            except EnvError as error:
+                logger.warning("environment failed (%s); the trajectory ends at turn %d", error, turn)
+                said, environment_failure = None, str(error)
+            if said is None:
+                break
+            feedback = {"role": "user", "content": said}
             merge, mask_with_feedback, logprobs_with_feedback = await self.ct_merge_context_msg(
                 messages, messages + [feedback], tokens, response_mask, logprobs or None
             )
@@ -153,12 +182,15 @@ class FeedbackAgentLoop(AgentLoopBase):
             "num_assistant_turns": len(turn_rewards),
             "format_penalty": format_penalty,
             "verifier_failures": verifier_failures,
+            "environment_failure": environment_failure,  # what broke the environment's contract ("" when nothing)
             "messages": json.dumps(messages),
             # averaged by verl's validation per data source ("acc", solved within T, becomes its core metric) and
             # written per trajectory to its dump (trainer.validation_data_dir), which drift_verl.eval.evaluate reads; verl
             # skips strings when averaging, so data_source only labels the dumped rows
             "reward_extra_info": {**trajectory_info(turn_rewards, answers, self.max_turns),
-                                  "verifier_failures": float(verifier_failures), "data_source": str(data_source)},
+                                  "verifier_failures": float(verifier_failures),
+                                  "environment_failures": float(bool(environment_failure)),
+                                  "data_source": str(data_source)},
         }
         return TurnCreditOutput(
             prompt_ids=list(prompt_ids),

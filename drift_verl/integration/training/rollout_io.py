@@ -24,7 +24,8 @@ from drift_verl.core.errors import ClearError
 from drift_verl.integration.job.health import Stalled, bounded
 
 FIELDS = ["uid", "prompts", "responses", "response_mask", "extra_fields", "data_source", "reward_model"]
-FROM_THE_LOOP = ["turn_spans", "turn_rewards", "answers", "format_penalty", "t_star", "verifier_failures", "messages"]
+FROM_THE_LOOP = ["turn_spans", "turn_rewards", "answers", "format_penalty", "t_star", "verifier_failures", "messages",
+                 "environment_failure"]
 
 
 def _per_sample(value) -> list:

@@ -14,9 +14,14 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from drift_verl.core.config import DriftConfig
+from drift_verl.core.environment import BUILT_IN
 from drift_verl.core.identity import content_identity, tokenizer_identity
-from drift_verl.core.store import StoreError, TrajectoryStore, fingerprint
+from drift_verl.core.store import SCHEMA_VERSION, StoreError, TrajectoryStore, fingerprint
 from drift_verl.integration.verifier import pkg_module
+
+
+# drift.env keys that came after stores existed, with their defaults (left out of the spec at those defaults)
+ENV_ADDED = {"name": "try_again", "options": {}, "env_timeout_s": 10}
 
 
 def module_file(path: str) -> str:
@@ -48,6 +53,11 @@ def rollout_spec(config, drift: DriftConfig, reference, round_index: int) -> dic
     verifier = OmegaConf.to_container(config.reward.custom_reward_function, resolve=True)
     env = dataclasses.asdict(drift.env)
     env.pop("verifier_workers")  # how many processes verify does not change a verdict
+    for key, default in ENV_ADDED.items():  # keys added after stores were made: at their defaults, the same identity
+        if env[key] == default:
+            del env[key]
+    if drift.env.name not in BUILT_IN:  # a user's environment: its code, as the verifier's
+        env["code"] = content_identity(module_file("pkg://" + drift.env.name.removeprefix("pkg://").partition(":")[0]))
     return {
         "reference": reference,
         "tokenizer": policy_tokenizer(config),
@@ -106,6 +116,6 @@ def check_own_store(config, drift: DriftConfig) -> None:
     folder = Path(drift.store_dir) / fingerprint(first_round_spec(config, drift))
     if (folder / "manifest.json").exists():
         store = TrajectoryStore.open(folder)
-        if not drift.rolls_out:
+        if not drift.rolls_out or store.schema_version != SCHEMA_VERSION:  # an older store is read, not completed
             require_finished(store, drift.phases)
         store.verify(int(config.actor_rollout_ref.rollout.n), written_only=drift.rolls_out)

@@ -41,7 +41,7 @@ from drift_verl.core import plots
 from drift_verl.core.config import DriftConfig
 from drift_verl.core.loss import nll_metric, padded_batch
 from drift_verl.core.schedule import Schedule, batch_digest, check_order, fill_missing_shards, write_order
-from drift_verl.core.store import StoreError, TrajectoryStore, returns_and_groups
+from drift_verl.core.store import StoreError, TrajectoryStore, broken_trajectories, returns_and_groups
 from drift_verl.core.weights import step_weights, weigh
 from drift_verl.integration.job import console, run_files
 from drift_verl.integration.training import report
@@ -175,7 +175,7 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
     def _phase_weights(self, store: TrajectoryStore, round_index: int) -> np.ndarray:
         start, drift, config = time.time(), self.drift, self.drift.weight_config()
         returns, groups, solved = returns_and_groups(store, config.gamma, config.repetition_coef)
-        weights, stats = weigh(returns, groups, solved, config)
+        weights, stats = weigh(returns, groups, solved, config, broken_trajectories(store))
         histogram = stats.pop("weights/histogram")
         self.logger.log(data={f"drift/{k}": v for k, v in stats.items()}, step=self.global_steps)
         plots_dir = self._run_dir() / "plots"
@@ -184,7 +184,9 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
         (plots_dir / f"round{round_index}_weights.json").write_text(json.dumps({**stats, "histogram": histogram}, indent=2))
         self.phase_times[f"round {round_index} phase 2 (weights)"] = time.time() - start
         console.say(f"[drift] weights: ESS fraction {stats['weights/ess_fraction_mean']:.3f}, max "
-                    f"{stats['weights/max']:.2f}, degenerate groups {stats['weights/degenerate_group_share']:.2%}; "
+                    f"{stats['weights/max']:.2f}, degenerate groups {stats['weights/degenerate_group_share']:.2%}"
+                    + (f", {stats['weights/broken_trajectories']} trajectories broken by the environment (weight 0)"
+                       if stats["weights/broken_trajectories"] else "") + "; "
                     f"plot {png}")
         return weights
 
