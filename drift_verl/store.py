@@ -45,7 +45,8 @@ def inspect(store: TrajectoryStore, configs: list[WeightConfig]) -> tuple[dict, 
     size = {"trajectories": logged["drift/rollout/trajectories"], "prompts": store.num_prompts,
             "samples_per_prompt": int(spec["n"]), "shards": store.num_shards,
             "generated_tokens": logged["drift/rollout/generated_tokens"]}
-    returns, groups, solved = returns_and_groups(store, configs[0].gamma, configs[0].repetition_coef)
+    returns, groups, solved = returns_and_groups(store, configs[0].gamma, configs[0].repetition_coef,
+                                                 configs[0].partial_credit)
     broken = broken_trajectories(store)
     size.update({"schema_version": store.schema_version, "broken_trajectories": int(broken.sum())})
     rows, all_weights = [], []

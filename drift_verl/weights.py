@@ -2,6 +2,7 @@
 ``turn_rewards`` as ``{"t1": r1, ...}``, ``answer_norms``, ``format_penalty``)::
 
     python -m drift_verl.weights IN.jsonl OUT.jsonl [--gamma G] [--beta B] [--repetition-coef L] [--cap C]
+        [--partial-credit K]
 
 writes each row back with ``return`` and ``weight`` fields, streaming (two passes, O(rows) numbers in memory).
 """
@@ -23,7 +24,7 @@ from drift_verl.core.weights import (WeightInputError, diagnostics, encode_answe
 
 # the weight options of both CLIs (this one and ``python -m drift_verl.store inspect``)
 WEIGHT_FLAGS = {"gamma": "--gamma", "beta": "--beta", "repetition_coef": "--repetition-coef",
-                "normalization": "--normalization", "weight_cap": "--cap"}
+                "normalization": "--normalization", "weight_cap": "--cap", "partial_credit": "--partial-credit"}
 
 
 def add_weight_arguments(parser: argparse.ArgumentParser, beta_sweep: bool = False) -> None:
@@ -41,6 +42,8 @@ def add_weight_arguments(parser: argparse.ArgumentParser, beta_sweep: bool = Fal
                         default=WeightConfig.normalization,
                         help="per prompt group, or one normaliser over the whole store (batch: old name of store)")
     parser.add_argument("--cap", type=float, default=WeightConfig.cap, help="drift.weight_cap")
+    parser.add_argument("--partial-credit", type=float, default=WeightConfig.partial_credit,
+                        help="drift.partial_credit: an unsolved trajectory's best near-miss r adds this x r, once")
 
 
 def weight_configs(args: argparse.Namespace) -> list[WeightConfig]:
@@ -48,7 +51,8 @@ def weight_configs(args: argparse.Namespace) -> list[WeightConfig]:
     betas = args.beta if isinstance(args.beta, list) else [args.beta]
     try:
         return [WeightConfig(gamma=args.gamma, beta=beta, repetition_coef=args.repetition_coef,
-                             normalization=args.normalization, cap=args.cap) for beta in betas]
+                             normalization=args.normalization, cap=args.cap, partial_credit=args.partial_credit)
+                for beta in betas]
     except ConfigError as error:
         raise ConfigError(f"{WEIGHT_FLAGS[error.key]}: {error}", error.key) from None
 
@@ -75,11 +79,11 @@ def weigh_jsonl(in_path: str, out_path: str, config: WeightConfig) -> dict:
         codes += encode_answers(parsed.answers)
         answer_lengths.append(len(parsed.answers))
         prompt_ids.append(parsed.prompt_id)
-        solved.append(max(parsed.turn_rewards) > 0)
+        solved.append(max(parsed.turn_rewards) >= 1)  # solved: a turn the verifier scored 1 (or more)
     if not prompt_ids:
         raise WeightInputError(f"{in_path}: no rows")
     returns = trajectory_returns(np.array(rewards), reward_lengths, penalties, np.array(codes, dtype=np.int64),
-                                 answer_lengths, config.gamma, config.repetition_coef)
+                                 answer_lengths, config.gamma, config.repetition_coef, config.partial_credit)
     groups = group_codes(prompt_ids)
     weights = group_weights(returns, groups, config)
     with atomic_path(out_path) as tmp, open(tmp, "w") as out:

@@ -181,3 +181,17 @@ def test_readme_worked_example(tmp_path):
     assert score("yes_no", "91 = 7 x 13. <answer> No. </answer>", "no") == 1.0
     assert score("yes_no", "<answer>yes</answer>", "no") == 0.0
     assert score("yes_no", "no", "no") == 0.0
+
+
+def test_distance_gives_partial_credit_below_one_and_one_only_when_exact():
+    from reward_fns import distance
+
+    assert distance.compute_score("d", "<answer>42</answer>", "42") == 1.0
+    assert distance.compute_score("d", "<answer>42.0</answer>", "42") == 1.0
+    assert distance.compute_score("d", "<answer>40</answer>", "42") == pytest.approx(1 - 2 / 42)
+    assert 0 < distance.compute_score("d", "<answer>41.999</answer>", "42") < 1
+    assert distance.compute_score("d", "<answer>100</answer>", "42") == 0.0  # too far: floored at 0
+    assert distance.compute_score("d", "<answer>1</answer>", "0") == 0.0  # |truth| < 1: distance over 1
+    assert distance.compute_score("d", "<answer>nan</answer>", "42") == 0.0
+    assert distance.compute_score("d", "<answer>forty</answer>", "42") == distance.compute_score("d", "42", "42") == 0.0
+    assert distance.compute_score("d", r"\boxed{41}", "42", answer_format="boxed") == pytest.approx(1 - 1 / 42)

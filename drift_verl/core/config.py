@@ -70,6 +70,9 @@ class WeightConfig:
     repetition_coef: float = 0.5  # lambda in lambda * (1 - distinct answers / answers)
     normalization: str = "group"  # group (paper: mean 1 per prompt) | store (mean 1 over the store; alias batch)
     cap: float | None = None  # clip weights at this value (after normalisation; not renormalised); drift.weight_cap
+    # kappa: an unsolved trajectory's best near-miss (a graded verifier's 0 < r < 1) adds kappa * r to its return,
+    # once (core/weights.py::turn_shares); < 1 so that a first-turn success beats any run of near-misses
+    partial_credit: float = 0.0
     weighting: str = "drift"  # drift: exp(R/beta); the paper's baselines: uniform (offline SFT), rejection (successes)
 
     def __post_init__(self):
@@ -82,6 +85,8 @@ class WeightConfig:
         object.__setattr__(self, "normalization", normalization_name(self.normalization))
         _check(self.cap is None or (_number(self.cap) and self.cap > 0), "weight_cap", "null or a number > 0", self.cap)
         _check(self.weighting in WEIGHTINGS, "weighting", "drift, uniform or rejection", self.weighting)
+        _check(_number(self.partial_credit) and 0 <= self.partial_credit < 1, "partial_credit", "a number in [0, 1)",
+               self.partial_credit)
 
 
 @dataclasses.dataclass
@@ -154,6 +159,7 @@ class DriftConfig:
     normalization: str = WeightConfig.normalization
     loss_normalization: str = "mean"  # per optimizer step: mean (sum w*L / B) | weight_sum (sum w*L / sum w)
     weight_cap: float | None = WeightConfig.cap
+    partial_credit: float = WeightConfig.partial_credit
     weighting: str = WeightConfig.weighting
     train_turns: str = "last"  # last (reference code: earlier turns are context) | all assistant turns
     epochs: int = 1  # weighted-SFT passes over the trajectory store per round
@@ -209,7 +215,8 @@ class DriftConfig:
 
     def weight_config(self) -> WeightConfig:
         return WeightConfig(gamma=self.gamma, beta=self.beta, repetition_coef=self.repetition_coef,
-                            normalization=self.normalization, cap=self.weight_cap, weighting=self.weighting)
+                            normalization=self.normalization, cap=self.weight_cap, weighting=self.weighting,
+                            partial_credit=self.partial_credit)
 
     @classmethod
     def from_section(cls, section: Any) -> DriftConfig:

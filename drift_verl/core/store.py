@@ -198,7 +198,7 @@ def _list_layout(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
     return column.flatten(), lengths
 
 
-def _batch_returns(table: pa.Table, gamma: float, repetition_coef: float):
+def _batch_returns(table: pa.Table, gamma: float, repetition_coef: float, partial_credit: float):
     """(returns, prompt-id codes into the batch's own dictionary, that dictionary, solved) of one batch."""
     column = {name: table.column(name).combine_chunks() for name in WEIGHT_COLUMNS}
     for name in ("prompt_id", "format_penalty"):
@@ -211,13 +211,13 @@ def _batch_returns(table: pa.Table, gamma: float, repetition_coef: float):
     # equal answers get equal codes (exact, no hashing); a turn with no parseable answer gets -1
     answer_codes = pc.fill_null(pc.dictionary_encode(answers).indices, -1).to_numpy()
     returns = trajectory_returns(rewards.to_numpy(), reward_lengths, column["format_penalty"].to_numpy(),
-                                 answer_codes, answer_lengths, gamma, repetition_coef)
+                                 answer_codes, answer_lengths, gamma, repetition_coef, partial_credit)
     prompts = pc.dictionary_encode(column["prompt_id"])
     solved = pc.fill_null(pc.greater(column["t_star"], 0), False).to_numpy(zero_copy_only=False)
     return returns, prompts.indices.to_numpy(), prompts.dictionary, solved
 
 
-def returns_and_groups(store: TrajectoryStore, gamma: float, repetition_coef: float):
+def returns_and_groups(store: TrajectoryStore, gamma: float, repetition_coef: float, partial_credit: float = 0.0):
     """Phase 2 input, streamed and vectorised: ``(returns, groups, solved)`` as flat arrays in store order.
 
     ``returns`` is float64 (:func:`drift_verl.core.weights.trajectory_returns` of each trajectory); ``groups`` is one
@@ -232,7 +232,8 @@ def returns_and_groups(store: TrajectoryStore, gamma: float, repetition_coef: fl
 
     def flush():
         nonlocal pending, pending_rows, num_names
-        batch_returns, codes, names, batch_solved = _batch_returns(pa.concat_tables(pending), gamma, repetition_coef)
+        batch_returns, codes, names, batch_solved = _batch_returns(pa.concat_tables(pending), gamma, repetition_coef,
+                                                                   partial_credit)
         returns.append(batch_returns)
         local_codes.append(codes.astype(np.int64) + num_names)
         dictionaries.append(names)

@@ -1,7 +1,8 @@
 """Phase 2, pure numpy: the return of each trajectory, its importance weight within its group, and how healthy
 the weights are. No verl import; the settings are :class:`drift_verl.core.config.WeightConfig`.
 
-**Return**, written once: ``R = sum_t gamma^(t-1) r_t + format_penalty - lambda * (1 - distinct/answers)``.
+**Return**, written once: ``R = sum_t gamma^(t-1) r_t + format_penalty - lambda * (1 - distinct/answers)``
+(a graded verifier's near-misses: :func:`turn_shares`).
 :func:`turn_shares` is the formula, vectorised over many trajectories: each turn's share of the return. Everything
 else sums them: :func:`trajectory_returns` (a whole store, and the JSONL CLI) and :func:`turn_contributions` (one
 trajectory's shares, which the feedback agent loop places at each turn for turn-level credit). Solving at an
@@ -59,15 +60,31 @@ def repetition_penalties(codes: np.ndarray, lengths: np.ndarray, coef: float) ->
 
 
 def turn_shares(rewards: np.ndarray, reward_lengths: np.ndarray, answer_codes: np.ndarray,
-                answer_lengths: np.ndarray, gamma: float, repetition_coef: float) -> tuple[np.ndarray, np.ndarray]:
+                answer_lengths: np.ndarray, gamma: float, repetition_coef: float,
+                partial_credit: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Each turn's share of its row's return but the format penalty, flat like ``rewards`` (float64):
     ``gamma^(t-1) r_t``, and on the row's last turn minus its repetition penalty (a property of the whole
     trajectory). Row ``i`` holds ``reward_lengths[i]`` rewards and ``answer_lengths[i]`` answer codes.
+
+    A graded verifier's partial credit (0 < r_t < 1: wrong, but near) is not summed over turns, where five
+    near-misses at 0.8 would outweigh a first-turn success: it counts once, ``partial_credit * max_t r_t`` on the
+    turn of the best near-miss, and only in a trajectory never solved (r_t >= 1). With ``partial_credit`` < 1 a
+    first-turn success (R = 1) beats every unsolved trajectory, and with ``partial_credit`` < gamma^(T-1) so does a
+    success at any turn (penalties aside). Binary rewards give what they always gave.
     Returns ``(row of each turn, shares)``."""
     reward_lengths = np.asarray(reward_lengths, dtype=np.int64)
     rows, turn = _row_index(reward_lengths)
     powers = np.array([gamma**t for t in range(int(turn.max(initial=-1)) + 1)], dtype=np.float64)
-    shares = np.asarray(rewards, dtype=np.float64) * powers[turn]
+    rewards = np.asarray(rewards, dtype=np.float64)
+    near = (rewards > 0) & (rewards < 1)
+    shares = np.where(near, 0.0, rewards) * powers[turn]
+    if partial_credit and near.any():
+        solved = np.bincount(rows, weights=rewards >= 1, minlength=reward_lengths.size) > 0
+        best = np.zeros(reward_lengths.size)
+        np.maximum.at(best, rows[near], rewards[near])
+        candidates = np.flatnonzero(near & ~solved[rows] & (rewards == best[rows]))
+        _, first = np.unique(rows[candidates], return_index=True)  # the earliest turn with the best near-miss
+        shares[candidates[first]] += partial_credit * rewards[candidates[first]]
     penalties = repetition_penalties(answer_codes, answer_lengths, repetition_coef)
     last = np.cumsum(reward_lengths) - 1
     played = reward_lengths > 0
@@ -81,10 +98,11 @@ def turn_shares(rewards: np.ndarray, reward_lengths: np.ndarray, answer_codes: n
 
 def trajectory_returns(rewards: np.ndarray, reward_lengths: np.ndarray, format_penalty: np.ndarray,
                        answer_codes: np.ndarray, answer_lengths: np.ndarray, gamma: float,
-                       repetition_coef: float) -> np.ndarray:
+                       repetition_coef: float, partial_credit: float = 0.0) -> np.ndarray:
     """R of every row (float64): its :func:`turn_shares` summed, plus its ``format_penalty`` (the trajectory's
     total, ``FORMAT_PENALTY`` per unparsed turn)."""
-    rows, shares = turn_shares(rewards, reward_lengths, answer_codes, answer_lengths, gamma, repetition_coef)
+    rows, shares = turn_shares(rewards, reward_lengths, answer_codes, answer_lengths, gamma, repetition_coef,
+                               partial_credit)
     return np.bincount(rows, weights=shares, minlength=len(reward_lengths)) + np.asarray(format_penalty, np.float64)
 
 
@@ -95,11 +113,12 @@ def encode_answers(answers: Sequence[str | None]) -> list[int]:
 
 
 def turn_contributions(turn_rewards: Sequence[float], answers: Sequence[str | None], gamma: float,
-                       repetition_coef: float) -> list[float]:
+                       repetition_coef: float, partial_credit: float = 0.0) -> list[float]:
     """One trajectory's :func:`turn_shares`, each unparsed turn (answer None) with its ``FORMAT_PENALTY``: they sum
     to its return. Turn-level credit (:mod:`drift_verl.core.turn_credit`) reads them."""
     codes = np.array(encode_answers(answers), dtype=np.int64)
-    _, shares = turn_shares(turn_rewards, [len(turn_rewards)], codes, [len(codes)], gamma, repetition_coef)
+    _, shares = turn_shares(turn_rewards, [len(turn_rewards)], codes, [len(codes)], gamma, repetition_coef,
+                            partial_credit)
     return (shares + FORMAT_PENALTY * (codes < 0)).tolist()
 
 

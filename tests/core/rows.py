@@ -11,10 +11,14 @@ def store_row(prompt_id, sample, rewards, answers):
     }
 
 
-def paper_return(turn_rewards, format_penalty, answers, gamma, repetition_coef):
+def paper_return(turn_rewards, format_penalty, answers, gamma, repetition_coef, partial_credit=0.0):
     """The paper's return, term by term and independent of drift_verl.core.weights: the oracle it is tested
-    against. ``answers``: per turn or only those given; None (no parseable answer) is skipped."""
+    against. ``answers``: per turn or only those given; None (no parseable answer) is skipped. A graded verifier's
+    near-misses (0 < r < 1) are not discounted rewards: a never-solved trajectory gets ``partial_credit`` times its
+    best one, once."""
     given = [a for a in answers if a is not None]
-    discounted = sum(r * gamma**t for t, r in enumerate(turn_rewards))
+    discounted = sum(r * gamma**t for t, r in enumerate(turn_rewards) if not 0 < r < 1)
+    near = [r for r in turn_rewards if 0 < r < 1]
+    credit = partial_credit * max(near) if near and not any(r >= 1 for r in turn_rewards) else 0.0
     repetition = repetition_coef * (1 - len(set(given)) / len(given)) if given else 0.0
-    return discounted + format_penalty - repetition
+    return discounted + credit + format_penalty - repetition

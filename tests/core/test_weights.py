@@ -9,7 +9,7 @@ import pytest
 from drift_verl import weights as cli
 from drift_verl.core import weights as W
 from drift_verl.core.config import ConfigError
-from drift_verl.core.weights import diagnostics, encode_answers, trajectory_returns
+from drift_verl.core.weights import diagnostics, encode_answers, trajectory_returns, turn_contributions
 from tests.core.rows import paper_return
 
 
@@ -159,6 +159,8 @@ def test_diagnostics():
         ({"gamma": 1.5}, "gamma"),
         ({"normalization": "global"}, "normalization"),
         ({"cap": 0}, "cap"),
+        ({"partial_credit": 1}, "partial_credit"),
+        ({"partial_credit": -0.1}, "partial_credit"),
     ],
 )
 def test_bad_config(kwargs, message):
@@ -270,12 +272,13 @@ def _random_trajectories(rng, num_prompts, per_prompt=4):
     return rows
 
 
-def _reference_return(row, gamma, coef):
-    return paper_return(row["turn_rewards"], row["format_penalty"], row["answers"], gamma, coef)
+def _reference_return(row, gamma, coef, kappa=0.0):
+    return paper_return(row["turn_rewards"], row["format_penalty"], row["answers"], gamma, coef, kappa)
 
 
-@pytest.mark.parametrize("gamma, coef", [(0.9, 0.5), (1.0, 0.0), (0.37, 2.0)])
-def test_vectorised_returns_equal_reference(gamma, coef):
+@pytest.mark.parametrize("gamma, coef, kappa", [(0.9, 0.5, 0.0), (1.0, 0.0, 0.0), (0.37, 2.0, 0.0), (0.9, 0.5, 0.5),
+                                                (0.6, 1.0, 0.99)])
+def test_vectorised_returns_equal_reference(gamma, coef, kappa):
     rows = _random_trajectories(np.random.default_rng(int(gamma * 100)), num_prompts=40)
     lengths = np.array([len(r["turn_rewards"]) for r in rows])
     rewards = np.array([x for r in rows for x in r["turn_rewards"]], dtype=np.float32)
@@ -283,8 +286,8 @@ def test_vectorised_returns_equal_reference(gamma, coef):
     codes = np.array([-1 if a is None else names[a] for r in rows for a in r["answers"]], dtype=np.int64)
     answer_lengths = np.array([len(r["answers"]) for r in rows])
     penalty = np.array([r["format_penalty"] for r in rows], dtype=np.float32)
-    got = trajectory_returns(rewards, lengths, penalty, codes, answer_lengths, gamma, coef)
-    expected = [_reference_return(row, gamma, coef) for row in rows]
+    got = trajectory_returns(rewards, lengths, penalty, codes, answer_lengths, gamma, coef, kappa)
+    expected = [_reference_return(row, gamma, coef, kappa) for row in rows]
     assert got.tolist() == pytest.approx(expected, rel=1e-12, abs=1e-12)
 
 
@@ -370,3 +373,25 @@ def test_cli_failing_midway_keeps_the_old_output(tmp_path, monkeypatch):
     assert cli.main([str(src), str(dst)]) == 2
     assert dst.read_text() == "the previous output\n"
     assert not list(tmp_path.glob(".*tmp*"))  # no temporary file left behind
+
+
+def test_near_misses_count_once_and_never_beat_a_first_turn_success():
+    """A graded verifier's partial credit (0 < r < 1): summed per turn, five near-misses at 0.8 would give
+    R = 0.8 (1 + 0.9 + ... + 0.9^4) = 3.3, more than a first-turn success's 1. Counted once, kappa x the best."""
+    def returns(rewards, answers, kappa):
+        codes = np.array(encode_answers(answers), dtype=np.int64)
+        return trajectory_returns(np.array(rewards), [len(rewards)], [0.0], codes, [len(codes)], 0.9, 0.5,
+                                  kappa)[0]
+
+    misses = (["5", "9", "6", "8", "4"], [0.8, 0.5, 0.8, 0.6, 0.7])
+    assert returns(misses[1], misses[0], 0.5) == pytest.approx(0.4)  # best 0.8, at its first turn
+    assert returns(misses[1], misses[0], 0.0) == 0.0
+    for kappa in (0.0, 0.5, 0.99):
+        assert returns([1.0], ["7"], kappa) == 1.0 > returns(misses[1], misses[0], kappa)
+    # a solved trajectory gets no partial credit: its near-misses before the success count for nothing
+    assert returns([0.8, 1.0], ["6", "7"], 0.5) == pytest.approx(0.9)
+    # with kappa < gamma^(T-1), a success at the last turn still beats every near-miss
+    assert returns([0.0, 0.0, 0.0, 0.0, 1.0], list("12347"), 0.6) > returns([0.99] * 5, list("12345"), 0.6)
+    # per-turn shares: the credit sits on the turn of the best near-miss, and they still sum to R
+    shares = turn_contributions(misses[1], misses[0], 0.9, 0.5, 0.5)
+    assert shares == pytest.approx([0.4, 0, 0, 0, 0]) and sum(shares) == pytest.approx(0.4)

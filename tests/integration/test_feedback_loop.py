@@ -9,6 +9,7 @@ import pytest
 from drift_verl.core.environment import HigherLower
 from drift_verl.core.weights import FORMAT_PENALTY
 from tests.core.rows import paper_return
+from tests.conftest import REPO
 from tests.integration.loop_harness import run_loop as _run
 
 pytestmark = pytest.mark.timeout(120)
@@ -128,3 +129,15 @@ def test_an_environment_that_fails_before_the_first_answer_still_leaves_one_turn
     assert extra["turn_rewards"] == [0.0] and len(server.requests) == 1 and len(extra["turn_spans"]) == 1
     assert extra["environment_failure"].endswith("BrokenAtReset.reset raised RuntimeError: no such task")
     assert "Hint" not in tokenizer.decode(server.requests[0][0])
+
+
+def test_a_graded_verifiers_near_miss_goes_on_and_counts_once(tiny_model_path):
+    """reward_fns.distance: a near answer scores below 1, so the conversation goes on (solved means exact) and
+    the return holds drift.partial_credit x the best near-miss, once."""
+    output, server, _ = _run(tiny_model_path, ["<answer>6</answer>", "<answer>9</answer>"], "drift.env.max_turns=2",
+                             "drift.partial_credit=0.5",
+                             f"reward.custom_reward_function.path={REPO / 'reward_fns' / 'distance.py'}")
+    extra = output.extra_fields
+    assert extra["turn_rewards"] == pytest.approx([1 - 1 / 7, 1 - 2 / 7]) and extra["t_star"] == 0
+    assert len(server.requests) == 2
+    assert output.reward_score == pytest.approx(0.5 * (1 - 1 / 7))

@@ -169,7 +169,8 @@ class FeedbackAgentLoop(AgentLoopBase):
         solved_at = solved_turn(turn_rewards)
         given = [a for a in answers if a is not None]
         format_penalty = FORMAT_PENALTY * (len(answers) - len(given))
-        shares = turn_contributions(turn_rewards, answers, self.weight_config.gamma, self.weight_config.repetition_coef)
+        shares = turn_contributions(turn_rewards, answers, self.weight_config.gamma, self.weight_config.repetition_coef,
+                                    self.weight_config.partial_credit)
         response_ids = tokens[len(prompt_ids):]
         last = min(len(response_mask), self.response_length) - 1
         turn_credit = [(min(max(end - 1, 0), last), share) for (_, end), share in zip(spans, shares)]

@@ -174,7 +174,7 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
     # ------------------------------------------------------------------ phase 2: weights
     def _phase_weights(self, store: TrajectoryStore, round_index: int) -> np.ndarray:
         start, drift, config = time.time(), self.drift, self.drift.weight_config()
-        returns, groups, solved = returns_and_groups(store, config.gamma, config.repetition_coef)
+        returns, groups, solved = returns_and_groups(store, config.gamma, config.repetition_coef, config.partial_credit)
         weights, stats = weigh(returns, groups, solved, config, broken_trajectories(store))
         histogram = stats.pop("weights/histogram")
         self.logger.log(data={f"drift/{k}": v for k, v in stats.items()}, step=self.global_steps)
