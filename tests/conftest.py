@@ -24,6 +24,11 @@ SMALL_TASK = [
     "drift.epochs=1",
     "drift.non_repeat_contexts=0",  # the summary's fixed-context repeats: the main job's test checks them
     "actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra]",
+    # the tiny task's sizes (task/tiny.yaml), which recipe=drift's main-job settings (task_recipe/tiny_drift.yaml)
+    # raise: 64 training prompts, 16 dev problems
+    "data.train_max_samples=64",
+    "data.val_max_samples=16",
+    "data.val_batch_size=16",
 ]
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import REPO, run_job, tail
 
-SHORTER = ["drift.max_prompts=16", "drift.epochs=2", "actor_rollout_ref.rollout.val_kwargs.n=4",
+SHORTER = ["drift.max_prompts=16", "drift.epochs=8", "data.val_max_samples=16", "actor_rollout_ref.rollout.val_kwargs.n=4",
            "trainer.logger=[console,file]"]
 
 

@@ -21,6 +21,7 @@ DRIFT = [
     f"reward.custom_reward_function.path={FIXTURES / 'chaos_verifier.py'}",
     "drift.env.verifier_timeout_s=0.5",
     "trainer.logger=[console,file]",
+    "actor_rollout_ref.actor.ppo_mini_batch_size=4",  # 4 prompts x N per step: 16 steps an epoch
     *SMALL_TASK,
 ]
 

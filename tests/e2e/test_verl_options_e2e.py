@@ -10,7 +10,7 @@ from tests.e2e.conftest import SHORTER, readme_main_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
-STEPS = 8  # the main job's: 16 prompts x 8 samples, mini-batches of 4 prompts, 2 epochs
+STEPS = 8  # the main job's, shortened: 16 prompts x 8 samples, mini-batches of 16 prompts, 8 epochs
 LORA = ["actor_rollout_ref.model.lora_rank=8", "actor_rollout_ref.model.lora_alpha=16",
         "actor_rollout_ref.model.target_modules=[q_proj,k_proj,v_proj,o_proj]"]
 

@@ -34,10 +34,10 @@ def test_main_ppo_finds_the_recipe_through_the_search_path_plugin():
     assert config.trainer.device == "cpu"
 
 
-@pytest.mark.parametrize("recipe, extra", [("drift", []), ("grpo", ["+task_recipe=tiny_grpo"])])
+@pytest.mark.parametrize("recipe, extra", [("drift", ["+task_recipe=tiny_drift"]), ("grpo", ["+task_recipe=tiny_grpo"])])
 def test_both_entry_points_compose_the_same_job(recipe, extra):
     """README "Running": ``python -m drift_verl.main recipe=X platform=cpu`` and ``python -m verl.trainer.main_ppo
-    +recipe=X +task=tiny [+task_recipe=tiny_grpo] +platform=cpu`` compose one config (Hydra's own node aside)."""
+    +recipe=X +task=tiny +task_recipe=tiny_X +platform=cpu`` compose one config (Hydra's own node aside)."""
     ours = _compose("recipes", "drift_main", [f"recipe={recipe}", "platform=cpu"])
     verls = _compose("verl.trainer.config", "ppo_trainer", [f"+recipe={recipe}", "+task=tiny", *extra, "+platform=cpu"])
     assert OmegaConf.to_container(ours) == OmegaConf.to_container(verls)
@@ -89,10 +89,13 @@ def test_task_settings_win_over_recipe_defaults():
 
 def test_a_tasks_recipe_specific_settings_apply_to_that_recipe_only():
     """task_recipe/tiny_grpo.yaml: GRPO on the tiny task takes 16 prompts per on-policy update (it does not learn
-    with DRIFT's 4); DRIFT keeps the task's own; the command line still wins."""
+    with 4); task_recipe/tiny_drift.yaml: DRIFT's main job at the protocol's chosen setting; the command line still
+    wins."""
     grpo, drift = (_compose("recipes", "drift_main", [f"recipe={r}"]) for r in ("grpo", "drift"))
     assert (grpo.data.train_batch_size, grpo.actor_rollout_ref.actor.ppo_mini_batch_size) == (16, 16)
-    assert (drift.data.train_batch_size, drift.actor_rollout_ref.actor.ppo_mini_batch_size) == (4, 4)
+    assert (drift.data.train_batch_size, drift.actor_rollout_ref.actor.ppo_mini_batch_size) == (16, 16)
+    assert (drift.drift.epochs, drift.actor_rollout_ref.actor.optim.lr, drift.data.train_max_samples) == (8, 5e-4, 256)
+    assert (grpo.drift.epochs, grpo.actor_rollout_ref.actor.optim.lr, grpo.data.train_max_samples) == (6, 2e-4, 64)
     assert grpo.actor_rollout_ref.actor.loss_agg_mode == "seq-mean-token-mean"  # a 5-turn failure counts once
     assert grpo.algorithm.gamma == grpo.drift.gamma == 0.9  # grpo_turn's discount
     assert _compose("recipes", "drift_main", ["recipe=grpo", "data.train_batch_size=8"]).data.train_batch_size == 8

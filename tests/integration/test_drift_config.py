@@ -28,7 +28,7 @@ def test_every_shipped_configuration_is_valid(recipe, preset):
 def test_the_tiny_task_passes_the_job_checks():
     config = _compose(["recipe=drift", "platform=cpu"])
     drift = DriftConfig.from_section(config.drift)
-    assert (drift.epochs, drift.env.turn_max_tokens, drift.beta) == (6, 24, 0.1)
+    assert (drift.epochs, drift.env.turn_max_tokens, drift.beta) == (8, 24, 0.1)
     check_job(config, drift)
 
 
@@ -71,7 +71,7 @@ def test_weight_and_loss_normalisation_options():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["drift.max_prompts=3"], r"3 training prompts, fewer than one mini-batch \(.*ppo_mini_batch_size=4"),
+    (["drift.max_prompts=3"], r"3 training prompts, fewer than one mini-batch \(.*ppo_mini_batch_size=16"),
     (["drift.env.turn_max_tokens=500"], r"turn_max_tokens=500: larger than .* data.max_response_length=192"),
     (["reward.custom_reward_function.path=/nowhere/verify.py"], r"/nowhere/verify.py .* does not load"),
     (["reward.custom_reward_function.name=score"], r"pkg://reward_fns.exact \(function 'score'\) does not load"),
