@@ -116,7 +116,7 @@ def test_an_environment_that_breaks_its_contract_ends_its_trajectory_only(tiny_m
     output, server, _ = _run(tiny_model_path, ["<answer>5</answer>", "<answer>7</answer>"], _env(name),
                              "drift.env.env_timeout_s=0.5")
     extra = output.extra_fields
-    assert time.monotonic() - start < 20  # the hanging call is not waited for
+    assert time.monotonic() - start < 25  # the hanging call (30 s) is not waited for
     assert extra["turn_rewards"] == [0.0] and len(server.requests) == 1  # the trajectory keeps its first turn
     assert extra["environment_failure"].endswith(failure), extra["environment_failure"]
     assert extra["reward_extra_info"]["environment_failures"] == 1.0

@@ -17,7 +17,7 @@ import asyncio
 import functools
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from typing import Any
 from uuid import uuid4
 
@@ -33,9 +33,30 @@ from drift_verl.core.weights import FORMAT_PENALTY, turn_contributions
 from drift_verl.integration.verifier import VerifierFailed, shared_pool
 
 logger = logging.getLogger(__name__)
-# environment calls run here, not in asyncio's default executor: a call that never returns keeps one of these
-# threads, never one that verl's own work waits for
-ENVIRONMENT_THREADS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="drift-environment")
+
+
+def _in_daemon_thread(call) -> asyncio.Future:
+    """``call()`` in a thread of its own, its result on the running loop. A daemon thread, not an executor's: a
+    call that never returns must not hold a pool verl's work waits for, nor keep the process from exiting."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(result, error):
+        if not future.done():  # else it was given up (timed out)
+            future.set_exception(error) if error is not None else future.set_result(result)
+
+    def target():
+        try:
+            outcome = (call(), None)
+        except BaseException as error:  # noqa: BLE001  (the user's code: whatever it raises is its result)
+            outcome = (None, error)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:  # the loop has closed since: nobody waits for this call any more
+            pass
+
+    threading.Thread(target=target, daemon=True, name="drift-environment").start()
+    return future
 
 
 class TurnCreditOutput(AgentLoopOutput):
@@ -93,10 +114,9 @@ class FeedbackAgentLoop(AgentLoopBase):
     async def _environment(self, what: str, call) -> str | None:
         """One call into the environment, in a thread, bounded by ``drift.env.env_timeout_s`` and checked against
         its contract; :class:`EnvError` naming the call when it raises, runs too long or returns garbage (a call that
-        never returns keeps its thread, not the trajectory: Python cannot stop a thread)."""
+        never returns keeps its daemon thread, not the trajectory: Python cannot stop a thread)."""
         try:
-            running = asyncio.get_running_loop().run_in_executor(ENVIRONMENT_THREADS, call)
-            return checked_message(await asyncio.wait_for(running, self.env.env_timeout_s))
+            return checked_message(await asyncio.wait_for(_in_daemon_thread(call), self.env.env_timeout_s))
         except EnvError as error:
             raise EnvError(f"{self.env.name}.{what}: {error}") from None
         except asyncio.TimeoutError:
