@@ -19,8 +19,11 @@ Protocol:
 3. Chosen setting per method: the best dev solved-within-5 (GRPO: the best (point, step), the earliest step
    among equals). The chosen settings, and only they, run on the test problems with seeds 0..S-1 (``--seeds``,
    default 5; fewer only with ``--smoke``, whose outputs go to runs/compare-smoke, not docs/). GRPO trains to
-   its chosen step, validating test at a quarter, half, three quarters of it and at the step (the frontier
-   curve); its number is the chosen step's.
+   its chosen step, validating test halfway and at the step (the frontier curve; the reference's own point is
+   the step-0 validation of the DRIFT run of the same seed); its number is the chosen step's. The offline test
+   runs train on a store of their own, made once by the same command from the same reference (a fresh draw of
+   its rollouts): the dev store lived in a work folder that did not outlive its machine, and the test store is
+   kept in ``<out>/test-store/`` so that every test run, on any machine, trains on the same one.
 4. Differences on test solved-within-5 over seeds, with 95% t intervals: drift - sft_rejection, drift -
    sft_uniform, drift - best GRPO, drift_rounds - best GRPO (best GRPO: the better of grpo / grpo_turn on dev).
    Paired (per-seed differences, n - 1 degrees of freedom) where the seed fixes the same mini-batches (both
@@ -34,7 +37,7 @@ Protocol:
 6. Frontier (``frontier.png``): test solved-within-5 against rollout tokens and against wall-clock: GRPO's
    curves over steps, iterative DRIFT's rounds, the single-round methods as points, error bars over seeds, the
    reference as a line.
-7. Weight health of the chosen DRIFT setting on the shared store: ESS fraction, all-fail groups, groups with
+7. Weight health of the chosen DRIFT setting on the test store: ESS fraction, all-fail groups, groups with
    one success, and the spread of per-step (sum of weights / rows) under the old order (rows shuffled within
    16-prompt shards, 32-row steps) against whole-group steps of the chosen size.
 8. Resumable: each finished run writes ``<out>/runs/<run>.json`` (its settings, command, metrics by step, wall;
@@ -44,7 +47,8 @@ Protocol:
    chosen settings.
 9. Outputs in ``--out``: ``summary.json`` (fixed schema, :func:`drift_verl.eval.protocol.summary`),
    ``comparison.json`` (everything), ``comparison.md`` (verdicts, tuning and test tables), ``frontier.png``,
-   and ``non_repeat.json`` (``scripts/non_repeat.py`` on seed 0's test policies; ``--skip-non-repeat``).
+   and ``non_repeat.json`` (:mod:`drift_verl.eval.non_repeat` on the test store's fixed turn-2 contexts: the
+   reference, and each method's seed-0 test policy, measured as its run ends and kept in its result).
 """
 
 from __future__ import annotations
@@ -100,6 +104,8 @@ VAL_BATCH = 256  # problems per validation batch: the whole dev or test split at
 MIN_SEEDS = 5
 WEIGHTING = {"sft_uniform": "uniform", "sft_rejection": "rejection", "drift": "drift", "drift_rounds": "drift"}
 WORKDIR = "{workdir}"  # in recorded commands: the --workdir of the machine that runs them
+STORES = {"dev": "stores", "test": "test-stores"}  # each phase's stores folder in the workdir
+NON_REPEAT = {"contexts": 512, "samples": 4, "max_new_tokens": 24}  # scripts/non_repeat.py's defaults
 HF_CHECKPOINT = "actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra,hf_model]"
 STORE_LINE = re.compile(r"\[drift\] trajectory store: (\S+)")
 
@@ -140,15 +146,18 @@ def common(name: str, split: str | None, samples: int | None) -> list[str]:
     return argv
 
 
-def store_run() -> Run:
-    """The reference's rollouts on the training prompts, once: every offline run trains on them."""
-    argv = ["-m", "drift_verl.main", "recipe=drift", "drift.phases=[rollouts]", f"drift.store_dir={WORKDIR}/stores",
-            *common("store", None, None)]
-    return Run("store", "dev", "store", None, {}, None, None, argv)
+def store_run(phase: str = "dev") -> Run:
+    """The reference's rollouts on the training prompts, once per phase: every offline run of the phase trains
+    on them."""
+    name = "store" if phase == "dev" else f"{phase}-store"
+    argv = ["-m", "drift_verl.main", "recipe=drift", "drift.phases=[rollouts]",
+            f"drift.store_dir={WORKDIR}/{STORES[phase]}", *common(name, None, None)]
+    return Run(name, phase, "store", None, {}, None, None, argv)
 
 
-def offline_argv(method: str, settings: dict, seed: int, store: str, validate_reference: bool) -> list[str]:
-    """A DRIFT-family job: single-round methods train on the shared store as given (never rolled out again);
+def offline_argv(method: str, settings: dict, seed: int, store: str, validate_reference: bool,
+                 phase: str = "dev") -> list[str]:
+    """A DRIFT-family job: single-round methods train on the phase's store as given (never rolled out again);
     iterative DRIFT finds it as its round 0 and rolls out its later rounds."""
     argv = ["recipe=drift", f"drift.weighting={WEIGHTING[method]}", f"drift.seed={seed}",
             f"drift.epochs={settings['epochs']}",
@@ -157,8 +166,8 @@ def offline_argv(method: str, settings: dict, seed: int, store: str, validate_re
     if "beta" in settings:
         argv.append(f"drift.beta={settings['beta']}")
     if method == "drift_rounds":
-        return argv + [f"drift.rounds={settings['rounds']}", f"drift.store_dir={WORKDIR}/stores"]
-    return argv + ["drift.phases=[weights,update]", f"drift.store={WORKDIR}/stores/{store}"]
+        return argv + [f"drift.rounds={settings['rounds']}", f"drift.store_dir={WORKDIR}/{STORES[phase]}"]
+    return argv + ["drift.phases=[weights,update]", f"drift.store={WORKDIR}/{STORES[phase]}/{store}"]
 
 
 def grpo_argv(method: str, settings: dict, seed: int, steps: int, test_freq: int, validate_reference: bool,
@@ -189,8 +198,8 @@ def dev_runs(args, store: str) -> list[Run]:
 
 
 def test_runs(args, store: str, chosen: dict[str, dict]) -> list[Run]:
-    """The chosen setting of every method on test, seeds 0..S-1; seed 0 keeps Hugging Face weights for the
-    non-repeat study. DRIFT's and GRPO's runs validate step 0 (the reference row; GRPO's curve)."""
+    """The chosen setting of every method on test, seeds 0..S-1, the offline ones on the test store; seed 0 keeps
+    Hugging Face weights for the non-repeat study. DRIFT's runs validate step 0 (the reference row)."""
     runs = []
     for method in METHODS:
         settings = chosen[method]
@@ -198,9 +207,9 @@ def test_runs(args, store: str, chosen: dict[str, dict]) -> list[Run]:
             name = f"test-{method}-{slug(settings)}-seed{seed}"
             if method in GRPO:
                 steps = settings["steps"]
-                argv = grpo_argv(method, settings, seed, steps, max(1, steps // 4), True, seed == 0)
+                argv = grpo_argv(method, settings, seed, steps, max(1, steps // 2), False, seed == 0)
             else:
-                argv = offline_argv(method, settings, seed, store, method == "drift")
+                argv = offline_argv(method, settings, seed, store, method == "drift", "test")
             runs.append(Run(name, "test", method, seed, settings, "test", TEST_SAMPLES,
                             ["-m", "drift_verl.main", *argv, *common(name, "test", TEST_SAMPLES), HF_CHECKPOINT]))
     return runs
@@ -232,9 +241,17 @@ def store_identity(folder: Path) -> dict:
     return {"folder": folder.name, "sha256": digest.hexdigest()}
 
 
+def kept_store(args, store: dict) -> Path:
+    """Where the test store is kept with the results (a few hundred KB): the test phase resumes on any machine."""
+    return args.out / "test-store" / store["store"]["folder"]
+
+
 def verified_store(args, store: dict) -> Path:
-    """The shared store's folder in the workdir, refused unless its files are the ones the results record."""
-    folder = args.workdir / "stores" / store["store"]["folder"]
+    """The phase's shared store in the workdir (the test store copied there from where it is kept, if missing),
+    refused unless its files are the ones the results record."""
+    folder = args.workdir / STORES[store["phase"]] / store["store"]["folder"]
+    if not folder.is_dir() and store["phase"] == "test" and kept_store(args, store).is_dir():
+        shutil.copytree(kept_store(args, store), folder)
     if not folder.is_dir() or store_identity(folder) != store["store"]:
         raise ProtocolError(
             f"{folder}: {'missing' if not folder.is_dir() else 'not the store the recorded results trained on'} "
@@ -248,7 +265,7 @@ def forget_attempt(args, run: Run) -> None:
     """An unfinished run starts afresh: its folder, and stores of later rounds rolled out from its checkpoints (they
     would be reused, uncharged, by the new attempt)."""
     run_dir = args.workdir / run.name
-    for manifest in (args.workdir / "stores").glob("*/manifest.json"):
+    for manifest in (m for stores in STORES.values() for m in (args.workdir / stores).glob("*/manifest.json")):
         reference = json.loads(manifest.read_text())["spec"].get("reference")
         if isinstance(reference, dict) and reference.get("run") == str((run_dir / "checkpoints").resolve()):
             shutil.rmtree(manifest.parent)
@@ -274,6 +291,11 @@ def execute(args, run: Run, store: dict | None) -> dict:
               "metrics": protocol.compact(metrics)}
     if run.method == "store" or run.method in protocol.SHARED_STORE:
         result["store"] = store_identity(trained_store(args, run, proc.stdout + proc.stderr, metrics))
+    if run.method == "store" and run.phase == "test":
+        shutil.rmtree(kept_store(args, result), ignore_errors=True)
+        shutil.copytree(verified_store(args, result), kept_store(args, result))
+    if run.phase == "test" and run.seed == 0 and not args.skip_non_repeat:
+        result["non_repeat"] = non_repeat_of(hf_weights(args.workdir / run.name), verified_store(args, store))
     safe_io.write_text(result_file(args, run.name), json.dumps(result, indent=1))
     return result
 
@@ -337,11 +359,15 @@ def require_dev(args) -> tuple[dict, dict[str, list[dict]]]:
 
 
 def phase_test(args) -> None:
+    """The test store (made first, unless its result exists), then the chosen setting of every method."""
     store, dev = require_dev(args)
     chosen = chosen_settings(dev, store)
-    cached_weight_health(args, store, chosen["drift"])
-    for run in test_runs(args, store["store"]["folder"], chosen):
-        execute(args, run, store)
+    test_store = execute(args, store_run("test"), None)
+    existing = [r for r in (load(args, x) for x in test_runs(args, test_store["store"]["folder"], chosen)) if r]
+    protocol.check_store(test_store, existing)
+    cached_weight_health(args, test_store, chosen["drift"])
+    for run in test_runs(args, test_store["store"]["folder"], chosen):
+        execute(args, run, test_store)
 
 
 def cached_weight_health(args, store: dict, drift: dict) -> dict:
@@ -382,16 +408,17 @@ def weight_health(folder: Path, drift: dict, seed: int = 0) -> dict:
 def phase_report(args, command: str) -> None:
     store, dev = require_dev(args)
     chosen = chosen_settings(dev, store)
-    runs = test_runs(args, store["store"]["folder"], chosen)
+    test_store = load(args, store_run("test"))
+    runs = test_runs(args, test_store["store"]["folder"], chosen) if test_store else []
     results = [load(args, run) for run in runs]
     missing = [run.name for run, result in zip(runs, results) if result is None]
-    if missing:
-        raise ProtocolError(f"the test phase is not finished ({len(missing)} of {len(runs)} runs missing, e.g. "
-                            f"{missing[0]}): run --phase test first")
-    health = cached_weight_health(args, store, chosen["drift"])
-    full = protocol.report(dev, by_method(results), store, split_sizes(), health)
+    if test_store is None or missing:
+        raise ProtocolError(f"the test phase is not finished ({len(missing) if runs else 'its store and all'} of "
+                            f"{len(runs) or len(METHODS) * args.seeds} runs missing): run --phase test first")
+    health = cached_weight_health(args, test_store, chosen["drift"])
+    full = protocol.report(dev, by_method(results), store, split_sizes(), health, test_store)
     full["command"] = command
-    full["non_repeat"] = non_repeat_study(args, store, by_method(results))
+    full["non_repeat"] = non_repeat_study(args, test_store, by_method(results))
     args.out.mkdir(parents=True, exist_ok=True)
     safe_io.write_text(args.out / "summary.json", json.dumps(protocol.summary(full), indent=1))
     safe_io.write_text(args.out / "comparison.json", json.dumps(full, indent=1))
@@ -415,27 +442,38 @@ def hf_weights(run_dir: Path) -> Path | None:
     return folder if folder and folder.is_dir() else None
 
 
-def non_repeat_study(args, store: dict, test: dict[str, list[dict]]) -> dict | None:
-    """scripts/non_repeat.py on the store's fixed turn-2 contexts, for the reference and each method's seed-0 test
-    policy; skipped (None) with --skip-non-repeat or when the checkpoints or the store are not on this machine."""
+def non_repeat_of(model: Path | None, store_folder: Path) -> dict:
+    """One policy's second answers on the store's fixed turn-2 contexts (:mod:`drift_verl.eval.non_repeat`)."""
+    from drift_verl.core.store import TrajectoryStore
+    from drift_verl.eval.non_repeat import fixed_contexts, measure, second_answers
+
+    if model is None:
+        raise ProtocolError(f"no Hugging Face weights in the last checkpoint of the run on {store_folder}")
+    contexts = fixed_contexts(TrajectoryStore.open(store_folder), NON_REPEAT["contexts"])
+    answers = second_answers(str(model), contexts, NON_REPEAT["samples"], NON_REPEAT["max_new_tokens"])
+    return {"contexts": len(contexts), "samples_per_context": NON_REPEAT["samples"],
+            **measure(contexts, answers, NON_REPEAT["samples"])}
+
+
+def non_repeat_study(args, test_store: dict, test: dict[str, list[dict]]) -> dict | None:
+    """The reference (measured now: its build is cached, or made again byte for byte) and each method's seed-0
+    test policy (measured as its run ended) on the test store's fixed turn-2 contexts; None with
+    --skip-non-repeat."""
     if args.skip_non_repeat:
         return None
     from drift_verl.tiny.assets import tiny_reference
 
-    folders = {m: hf_weights(args.workdir / next(r["name"] for r in test[m] if r["seed"] == 0)) for m in METHODS}
-    folder = args.workdir / "stores" / store["store"]["folder"]
-    if not folder.is_dir() or None in folders.values():
-        print("[compare] non-repeat study skipped: seed 0's checkpoints or the store are not in --workdir")
-        return None
-    out_file = args.out / "non_repeat.json"
-    models = {"reference": tiny_reference(), **folders}
-    sys.path.insert(0, str(Path(__file__).parent))
-    import non_repeat
-
-    argv = ["--store", str(folder), "--out", str(out_file), *(f"--model={n}={path}" for n, path in models.items())]
-    if non_repeat.main(argv) != 0:
-        sys.exit("[compare] the non-repeat study failed")
-    return json.loads(out_file.read_text())
+    seed0 = {m: next(r for r in test[m] if r["seed"] == 0) for m in METHODS}
+    missing = [r["name"] for r in seed0.values() if "non_repeat" not in r]
+    if missing:
+        raise ProtocolError(f"no non-repeat measurement in {', '.join(missing)}: delete them to run them again, or "
+                            "report with --skip-non-repeat")
+    reference = non_repeat_of(Path(tiny_reference()), verified_store(args, test_store))
+    study = {"store": test_store["store"], "contexts": reference["contexts"],
+             "samples_per_context": reference["samples_per_context"],
+             "models": {"reference": reference, **{m: r["non_repeat"] for m, r in seed0.items()}}}
+    safe_io.write_text(args.out / "non_repeat.json", json.dumps(study, indent=1))
+    return study
 
 
 # ------------------------------------------------------------------------------------------------ outputs
@@ -505,7 +543,7 @@ def weight_health_lines(health: dict) -> list[str]:
 
 def non_repeat_lines(study: dict | None) -> list[str]:
     if study is None:
-        return ["Non-repeat on fixed contexts: not run (--skip-non-repeat, or seed 0's checkpoints not here)."]
+        return ["Non-repeat on fixed contexts: not run (--skip-non-repeat)."]
     lines = ["## Non-repeat on fixed contexts (seed 0's test policies)", "",
              f"{study['contexts']} reference trajectories whose parseable first answer was wrong, cut before turn 2; "
              f"{study['samples_per_context']} sampled second answers each.", "",
@@ -554,16 +592,19 @@ def dry_run(args) -> None:
     for run, result in zip(dev, results):
         _plan_line(result is not None, run.method, _settings(run.settings) or "the reference's rollouts", run.name)
     chosen = chosen_settings(by_method(results[1:]), store) if all(results) else None
-    print(f"test phase: {len(METHODS) * args.seeds} jobs, validation on all test problems x {TEST_SAMPLES} samples, "
-          f"seeds {' '.join(map(str, range(args.seeds)))}")
+    print(f"test phase: {1 + len(METHODS) * args.seeds} jobs, validation on all test problems x {TEST_SAMPLES} "
+          f"samples, seeds {' '.join(map(str, range(args.seeds)))}")
+    test_store = load(args, store_run("test"))
+    _plan_line(test_store is not None, "store", "the reference's rollouts for the test runs", "test-store")
     if chosen:
-        for run in test_runs(args, folder, chosen):
+        for run in test_runs(args, test_store["store"]["folder"] if test_store else "<test store>", chosen):
             _plan_line(load(args, run) is not None, run.method, f"seed {run.seed}  {_settings(run.settings)}", run.name)
     else:
         for method in METHODS:
             for seed in range(args.seeds):
                 _plan_line(False, method, f"seed {seed}  the setting chosen on dev", "")
-    print(f"estimated: {len(dev) + len(METHODS) * args.seeds} jobs ({len(dev)} dev + {len(METHODS) * args.seeds} test)")
+    tests = 1 + len(METHODS) * args.seeds
+    print(f"estimated: {len(dev) + tests} jobs ({len(dev)} dev + {tests} test)")
 
 
 def _plan_line(done: bool, method: str, what: str, name: str) -> None:

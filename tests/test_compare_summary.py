@@ -326,7 +326,7 @@ def test_old_order_visits_each_row_once_per_epoch_in_32_row_steps():
 def test_dry_run_lists_every_grid_point_and_seed_and_runs_no_job(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(compare, "run_job", lambda *a, **k: pytest.fail("a job was started"))
     assert compare.main(["--dry-run", "--out", str(tmp_path / "out"), "--workdir", str(tmp_path / "work")]) == 0
-    assert capsys.readouterr().out.count("[todo]") == 55
+    assert capsys.readouterr().out.count("[todo]") == 56
     done = subprocess.run([sys.executable, "scripts/compare.py", "--dry-run", "--out", str(tmp_path / "out"),
                            "--workdir", str(tmp_path / "work")], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -334,7 +334,7 @@ def test_dry_run_lists_every_grid_point_and_seed_and_runs_no_job(tmp_path, monke
     for method in protocol.METHODS:
         assert sum(1 for line in lines if line[1] == method and "seed" not in line) == 4
         assert [line[3] for line in lines if line[1] == method and line[2] == "seed"] == ["0", "1", "2", "3", "4"]
-    assert "estimated: 55 jobs (25 dev + 30 test)" in done.stdout
+    assert "estimated: 56 jobs (25 dev + 31 test)" in done.stdout
     assert not (tmp_path / "work").exists() and not (tmp_path / "out").exists()
 
 
@@ -370,3 +370,28 @@ def test_an_unfinished_run_starts_afresh_with_its_own_later_round_stores(tmp_pat
     compare.forget_attempt(args, run)
     assert sorted(p.name for p in (args.workdir / "stores").iterdir()) == ["other", "shared"]
     assert not (args.workdir / run.name).exists()
+
+
+def test_the_test_runs_train_on_the_test_store_kept_beside_the_results(tmp_path):
+    """The test phase's store is copied from where the results keep it when the work folder lacks it, and refused
+    when its files changed; the test results are checked against it, the dev results against the dev store."""
+    args = argparse.Namespace(runs=tmp_path / "out" / "runs", out=tmp_path / "out", workdir=tmp_path / "work")
+    kept = tmp_path / "out" / "test-store" / "abc"
+    kept.mkdir(parents=True)
+    (kept / "manifest.json").write_text("{}")
+    test_store = {**STORE, "name": "test-store", "phase": "test", "store": compare.store_identity(kept)}
+    assert compare.verified_store(args, test_store) == tmp_path / "work" / "test-stores" / "abc"
+    (tmp_path / "work" / "test-stores" / "abc" / "manifest.json").write_text('{"changed": 1}')
+    with pytest.raises(protocol.ProtocolError, match="not the store the recorded results trained on"):
+        compare.verified_store(args, test_store)
+    runs = {run.method: run for run in compare.test_runs(argparse.Namespace(seeds=1), "abc", study()[2])}
+    assert "drift.store={workdir}/test-stores/abc" in runs["drift"].argv
+    assert "drift.store_dir={workdir}/test-stores" in runs["drift_rounds"].argv
+    dev, test, _ = study()
+    with pytest.raises(protocol.ProtocolError, match="another trajectory store than abc"):
+        protocol.report(dev, test, STORE, SPLIT, HEALTH, test_store)  # test results made on the dev store
+    for runs in test.values():
+        for result in runs:
+            result["store"] = test_store["store"]
+    full = protocol.report(dev, test, STORE, SPLIT, HEALTH, test_store)
+    assert full["test_store"] == test_store["store"] and full["store"] == STORE["store"]

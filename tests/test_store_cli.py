@@ -17,6 +17,12 @@ ROWS = [  # (prompt, sample, turn rewards, answers)
 ]
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path, monkeypatch):
+    """inspect writes its plot to the working directory unless --plot says where: keep it out of the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def store(tmp_path):
     made = TrajectoryStore(tmp_path / "stores", SPEC, num_prompts=3, prompts_per_shard=2)
@@ -55,8 +61,7 @@ def test_inspect_reports_the_store_and_writes_the_formulas_weights(store, tmp_pa
     assert png.stat().st_size > 0 and report["plot"] == str(png.resolve())
 
 
-def test_a_beta_sweep_is_one_table(store, tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def test_a_beta_sweep_is_one_table(store, tmp_path, capsys):
     assert cli.main(["inspect", str(store.dir), "--beta", "0.05", "0.1", "1.0", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["weights"]
     assert [row["beta"] for row in rows] == [0.05, 0.1, 1.0]

@@ -356,17 +356,20 @@ def check_chosen(test: dict[str, list[dict]], chosen: dict[str, dict]) -> None:
 
 
 def report(dev: dict[str, list[dict]], test: dict[str, list[dict]], store: dict, split: dict,
-           health: dict | None) -> dict:
+           health: dict | None, test_store: dict | None = None) -> dict:
     """Everything the comparison reports (comparison.json), from the dev and test results of every method, the
-    store's result, the split sizes and the weight health (:func:`summary` keeps the fixed schema)."""
-    check_store(store, [r for runs in (*dev.values(), *test.values()) for r in runs])
+    results of the stores their offline runs trained on (``test_store``: the test phase's own; default the dev
+    store), the split sizes and the weight health (:func:`summary` keeps the fixed schema)."""
+    test_store = test_store or store
+    check_store(store, [r for runs in dev.values() for r in runs])
+    check_store(test_store, [r for runs in test.values() for r in runs])
     entries = tuning(dev, store)
     chosen_entries = {method: choose(entries[method]) for method in METHODS}
     chosen = {method: entry["settings"] for method, entry in chosen_entries.items()}
     check_chosen(test, chosen)
     grpo = best_grpo(chosen_entries)
-    rows = seed_rows(test, store)
-    curves = frontier(test, store, rows)
+    rows = seed_rows(test, test_store)
+    curves = frontier(test, test_store, rows)
     sides = {**{m: m for m in METHODS}, BEST_GRPO: grpo}
     differences = {}
     for name, (a, b) in DIFFERENCES.items():
@@ -377,6 +380,7 @@ def report(dev: dict[str, list[dict]], test: dict[str, list[dict]], store: dict,
         differences[name] = {**difference(rows[a], rows[b], paired), "methods": [a, b]}
     return {"split": split, "samples_per_prompt": test["drift"][0]["val_samples"],
             "seeds": sorted(r["seed"] for r in rows["drift"]), "store": store["store"],
+            "test_store": test_store["store"],
             "tuning": entries, "reference_dev_solved_within_5": reference_dev(dev), "chosen": chosen, "best_grpo": grpo,
             "tuning_cost": {m: tuning_cost(m, dev[m], store) for m in METHODS},
             "rows": rows, "differences": differences, "frontier": curves,

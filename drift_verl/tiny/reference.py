@@ -71,13 +71,14 @@ _STEP = re.compile(rb"step:(\d+) ")
 def run_with_progress(command: list[str], env: dict, cwd: Path, log_path: Path, total_steps: int) -> int:
     """Run verl's SFT trainer with its output in ``log_path`` and its steps as a progress bar (with ETA) on the
     console; a trainer that logs no step for ``STALL_S`` seconds is killed. Returns its exit code."""
-    from tqdm import tqdm
+    from drift_verl.integration.job import console
 
     with open(log_path, "ab") as log, open(log_path, "rb") as reader:
         reader.seek(0, os.SEEK_END)
         proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
         last_change = time.monotonic()
-        with tqdm(total=total_steps, desc="[drift-verl] reference policy: verl SFT steps", unit="step") as bar:
+        with console.progress(total=total_steps, desc="[drift-verl] reference policy: verl SFT steps", unit="step",
+                              file=sys.stderr) as bar:
             while proc.poll() is None:
                 time.sleep(1)
                 steps = [int(m) for m in _STEP.findall(reader.read())]

@@ -31,7 +31,8 @@ SHARDS, STEPS = PROMPTS // PER_SHARD, PROMPTS // MINI_BATCH
 SEED = int(os.environ.get("DRIFT_FAULT_SEED", "0"))
 ARGV = [
     "-m", "drift_verl.main", "recipe=drift", "platform=cpu", *SMALL_TASK,
-    f"reward.custom_reward_function.path={FIXTURES / 'digit_reward.py'}", "trainer.logger=[console,file]",
+    f"reward.custom_reward_function.path={FIXTURES / 'digit_reward.py'}", "drift.partial_credit=0.9",
+    "trainer.logger=[console,file]",
     f"drift.max_prompts={PROMPTS}", f"drift.prompts_per_shard={PER_SHARD}",
     f"actor_rollout_ref.actor.ppo_mini_batch_size={MINI_BATCH}", f"drift.shuffle_window={WINDOW}",
     "trainer.save_freq=2", "trainer.test_freq=4", "trainer.val_before_train=false",

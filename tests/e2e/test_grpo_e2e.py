@@ -10,10 +10,12 @@ from tests.conftest import FIXTURES, SMALL_TASK, run_job, tail
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 # A reward with variance across samples (a random model never answers right) and a large learning rate:
-# the update visibly changes the weights, so a rollout served from stale weights would show a large gap.
+# the update visibly changes the weights, so a rollout served from stale weights would show a large gap. Its
+# values are near-misses, part of a return only with partial credit: without it every trajectory's return is 0
+# but for format and repetition penalties, and a step whose group agrees on those has no gradient.
 COMMON = [
     *SMALL_TASK,
-    f"reward.custom_reward_function.path={FIXTURES / 'digit_reward.py'}",
+    f"reward.custom_reward_function.path={FIXTURES / 'digit_reward.py'}", "drift.partial_credit=0.9",
     "actor_rollout_ref.actor.optim.lr=1e-2",
     "trainer.val_before_train=false",
     "trainer.logger=[console,file]",
@@ -35,8 +37,8 @@ def test_grpo_through_verls_entry_point_trains_and_vllm_serves_updated_weights(t
             "algorithm.adv_estimator=grpo_turn",
             "trainer.total_training_steps=3", "trainer.save_freq=3",
             f"trainer.default_local_dir={tmp_path / 'ckpt'}",
-            "actor_rollout_ref.actor.checkpoint.save_contents=[model,hf_model]",
             *COMMON,
+            "actor_rollout_ref.actor.checkpoint.save_contents=[model,hf_model]",  # after SMALL_TASK's, which omits it
         ],
         tmp_path,
     )

@@ -223,3 +223,27 @@ def test_a_startup_error_on_the_quiet_console_ends_with_its_line_and_the_log(tmp
     assert last[-2] == f"drift-verl: log: {run / 'console.log'}" and (run / "console.log").is_file()
     assert last[-1].startswith("drift-verl: reward.custom_reward_function:") and "does not load" in last[-1]
     assert len(_lines(proc.stdout + proc.stderr)) <= 4
+
+
+def test_a_bar_shows_on_a_terminal_that_reports_no_size(monkeypatch):
+    """A pty nobody sized (``script``, some container shells) reports 0 x 0, and tqdm then hides its bar: the
+    reference policy's 5-minute build looked frozen. console.progress gives it room."""
+    import pty
+    import tty
+
+    from drift_verl.integration.job import console
+
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    assert os.get_terminal_size(slave).columns == 0
+    terminal = os.fdopen(slave, "w", buffering=1)
+    monkeypatch.setattr(sys, "stderr", terminal)  # tqdm asks sys.stderr's terminal for its width (as in the build)
+    try:
+        for _ in console.progress(range(3), desc="reference policy: verl SFT steps", file=sys.stderr):
+            pass
+        terminal.flush()
+        shown = os.read(master, 65536).decode()
+    finally:
+        terminal.close()
+        os.close(master)
+    assert "reference policy: verl SFT steps: 100%" in shown and "3/3" in shown, repr(shown)

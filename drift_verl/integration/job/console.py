@@ -102,6 +102,25 @@ def bar_file():
     return _Stream(relay, ERR, lambda: sys.stderr) if relay else sys.stderr
 
 
+UNSIZED = {"ncols": 100, "nrows": 24}  # a bar's room on a terminal that reports no size
+
+
+def progress(iterable=None, **kwargs):
+    """A tqdm progress bar on the terminal (:func:`bar_file`, unless ``file`` is given). A terminal that reports a
+    size of 0 (a pty nobody sized: ``script``, some container shells) makes tqdm hide its bar (it counts -1 rows
+    to draw in), and the reference policy's minutes-long build looked frozen: there the bar gets ``UNSIZED``;
+    elsewhere tqdm sizes it as usual."""
+    from tqdm import tqdm
+
+    file = kwargs.pop("file", None) or bar_file()
+    try:
+        size = os.get_terminal_size(file.fileno())
+        unsized = size.columns == 0 or size.lines == 0
+    except (AttributeError, OSError, ValueError):  # not a terminal (a log file, the relay): tqdm's own fallback
+        unsized = False
+    return tqdm(iterable, file=file, **(UNSIZED if unsized else {}), **kwargs)
+
+
 def say(text: str) -> None:
     """A line for the user: stdout (verl's console, or with a quiet console the log) and the quiet terminal.
     It replaces what :func:`show` left on the terminal's current line."""

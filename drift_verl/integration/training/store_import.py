@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from tqdm import tqdm
 
 from drift_verl.core.metrics import solved_turn
 from drift_verl.core.reference_format import parse_messages, parse_reference_row, read_rows
 from drift_verl.core.identity import content_identity, tokenizer_identity
 from drift_verl.core.store import SCHEMA, TrajectoryStore
 from drift_verl.core.weights import WeightInputError
+from drift_verl.integration.job import console
 
 STAGING_BATCH = 512
 
@@ -111,7 +111,7 @@ def _stage(source: Path, staging: Path, tokenizer, builder, data_source: str, re
     prompt_ids, longest = [], [0, 0, 0]
     pending: list[dict] = []
     with pa.OSFile(str(staging), "wb") as sink, pa.ipc.new_file(sink, SCHEMA) as writer:
-        for where, row in tqdm(read_rows(source), desc="import: tokenising", unit=" rows", mininterval=2):
+        for where, row in console.progress(read_rows(source), desc="import: tokenising", unit=" rows", mininterval=2):
             try:
                 if isinstance(row, WeightInputError):
                     raise row
@@ -169,7 +169,8 @@ def import_store(source: str | Path, model: str, out: str | Path, *, chat_templa
         report.trajectories = len(kept) * n
         with pa.memory_map(str(staging)) as mapped:
             staged = pa.ipc.open_file(mapped).read_all()
-            for shard in tqdm(store.missing_shards(), desc="import: writing shards", unit=" shards", mininterval=2):
+            for shard in console.progress(store.missing_shards(), desc="import: writing shards", unit=" shards",
+                                          mininterval=2):
                 prompts = store.shard_prompts(shard)
                 rows = staged.take(np.concatenate([kept[p] for p in prompts]))
                 samples = pa.array(np.tile(np.arange(n, dtype=np.int32), len(prompts)), pa.int32())

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf, open_dict
-from tqdm import tqdm
 from verl.protocol import DataProto
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
@@ -143,8 +142,8 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
             self._replicas_current()  # the round's frozen reference: the policy as the round starts
         rollouts = VerlRollouts(self.train_dataset, self.agent_loop_manager, self.replay_buffer, self.global_steps)
         start = time.time()
-        with tqdm(total=store.num_shards, initial=store.num_shards - len(missing), file=console.bar_file(),
-                  desc=f"DRIFT round {round_index} phase 1: rollouts (shards)") as bar:
+        with console.progress(total=store.num_shards, initial=store.num_shards - len(missing),
+                              desc=f"DRIFT round {round_index} phase 1: rollouts (shards)") as bar:
             trajectories, tokens = fill_missing_shards(store, missing, self.drift.shards_in_flight, rollouts,
                                                        on_written=lambda _shard: bar.update(1))
         wall = time.time() - start
@@ -219,8 +218,9 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
         sizes = store.shard_sizes()
         offsets = np.concatenate([[0], np.cumsum(sizes)])
         cache: dict[int, list[dict]] = {}  # shards of the window(s) the current step falls in, read when first used
-        with tqdm(total=schedule.steps_per_round, initial=self.global_steps - schedule.round_start(round_index),
-                  file=console.bar_file(), desc=f"DRIFT round {round_index} phase 3: weighted SFT (steps)") as bar:
+        with console.progress(total=schedule.steps_per_round,
+                              initial=self.global_steps - schedule.round_start(round_index),
+                              desc=f"DRIFT round {round_index} phase 3: weighted SFT (steps)") as bar:
             for epoch, picks, window in schedule.remaining_steps(sizes, round_index, self.global_steps):
                 for shard in set(cache) - window:
                     del cache[shard]
