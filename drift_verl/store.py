@@ -48,7 +48,8 @@ def inspect(store: TrajectoryStore, configs: list[WeightConfig]) -> tuple[dict, 
     returns, groups, solved = returns_and_groups(store, configs[0].gamma, configs[0].repetition_coef,
                                                  configs[0].partial_credit)
     broken = broken_trajectories(store)
-    size.update({"schema_version": store.schema_version, "broken_trajectories": int(broken.sum())})
+    size.update({"schema_version": store.schema_version, "broken_trajectories": int(broken.sum()),
+                 "agent_loop": store.agent_loop, "absent_fields": list(store.absent_fields)})
     rows, all_weights = [], []
     for config in configs:
         weights, stats = weigh(returns, groups, solved, config, broken)
@@ -77,7 +78,11 @@ def _print(report: dict) -> None:
           f"{size['samples_per_prompt']}) in {size['shards']} shards, {size['generated_tokens']} generated tokens; "
           f"{size['broken_trajectories']} broken by the environment (weight 0); store schema version "
           f"{size['schema_version']}")
-    shown = {k: v for k, v in report["reference"].items() if k.startswith("solved_within_") or k == "non_repeat_ratio"}
+    if size["absent_fields"]:
+        print(f"rolled out by agent loop {size['agent_loop']}, which does not record: "
+              f"{', '.join(size['absent_fields'])} (placeholders, never used as data)")
+    shown = {k: v for k, v in report["reference"].items()
+             if k.startswith("solved_within_") or k in ("non_repeat_ratio", "solved", "mean_reward")}
     print("reference policy: " + ", ".join(f"{k} {v:.3f}" for k, v in shown.items()))
     print(f"{'gamma':>6} {'beta':>7} {'ESS frac':>9} {'ESS min':>8} {'degenerate':>11} {'all-fail':>9} {'max w':>8}")
     for row in report["weights"]:

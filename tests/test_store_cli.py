@@ -47,7 +47,8 @@ def test_inspect_reports_the_store_and_writes_the_formulas_weights(store, tmp_pa
                      "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["size"] == {"trajectories": 6, "prompts": 3, "samples_per_prompt": 2, "shards": 2,
-                              "generated_tokens": 12, "schema_version": 2, "broken_trajectories": 0}
+                              "generated_tokens": 12, "schema_version": 2, "broken_trajectories": 0,
+                              "agent_loop": "drift_feedback", "absent_fields": []}
     assert report["reference"]["solved_within_1"] == pytest.approx(2 / 6)
     assert report["reference"]["solved_within_5"] == pytest.approx(4 / 6)
     (row,) = report["weights"]

@@ -49,7 +49,32 @@ SCHEMA = pa.schema(
     ]
 )
 SCHEMA_VERSION = 2  # the manifest's "schema_version"; a manifest without one is version 1
+# What only DRIFT's feedback loop (agent loop ``drift_feedback``) records. A store rolled out by another verl agent
+# loop (its spec names it as "agent_loop") holds placeholders there, never data: no answers (so no repetition
+# penalty), no format penalty, no verifier or environment failures, no messages, and for turn_rewards one value,
+# the trajectory's reward (its return R). Its turn_spans are the runs of response_mask, t_star the last turn when
+# that reward is >= 1.
+FEEDBACK_LOOP_ONLY = ("answers", "format_penalty", "verifier_failures", "messages", "environment_failure",
+                      "turn_rewards (one value: the trajectory's reward)")
 SCHEMAS = {1: pa.schema([f for f in SCHEMA if f.name != "environment_failure"]), 2: SCHEMA}
+
+
+def fields_without_the_feedback_loop(response_mask: list[int], rm_scores: list[float]) -> dict:
+    """The store fields of a trajectory from another agent loop than drift_feedback (verl's ``single_turn_agent``,
+    ``tool_agent``, a user's), which records none of them: its assistant turns are the runs of ``response_mask``
+    (tool and environment tokens are 0), its reward the sum of ``rm_scores``; what only the feedback loop knows
+    holds the placeholders :data:`FEEDBACK_LOOP_ONLY` describes."""
+    spans, start = [], None
+    for position, assistant in enumerate([*response_mask, 0]):
+        if assistant and start is None:
+            start = position
+        elif not assistant and start is not None:
+            spans.append([start, position])
+            start = None
+    reward = float(sum(rm_scores))
+    return {"turn_spans": spans, "turn_rewards": [reward], "answers": [], "format_penalty": 0.0,
+            "t_star": len(spans) if reward >= 1.0 else 0, "verifier_failures": 0, "messages": "",
+            "environment_failure": ""}
 
 
 def fingerprint(spec: dict) -> str:
@@ -128,6 +153,16 @@ class TrajectoryStore:
     @property
     def schema(self) -> pa.Schema:
         return SCHEMAS[self.schema_version]
+
+    @property
+    def agent_loop(self) -> str:
+        """The verl agent loop that rolled the store out."""
+        return (self.spec.get("agent_loop") or {}).get("name", "drift_feedback")
+
+    @property
+    def absent_fields(self) -> tuple[str, ...]:
+        """The fields this store holds placeholders in (:data:`FEEDBACK_LOOP_ONLY`, or none)."""
+        return () if self.agent_loop == "drift_feedback" else FEEDBACK_LOOP_ONLY
 
     def write_shard(self, index: int, rows: list[dict]) -> None:
         self.write_table(index, pa.Table.from_pylist(rows, schema=SCHEMA))

@@ -259,3 +259,31 @@ def test_an_imported_store_trains_with_the_runs_weights(drift_run, tmp_path):
     assert all(trained[s]["actor/grad_norm"] > 0 for s in steps)
     for key in ("drift/weights/max", "drift/weights/ess_fraction_mean", "drift/reference/solved_within_5"):
         assert trained[0][key] == pytest.approx(full[0][key]), key
+
+
+def test_verls_single_turn_agent_feeds_the_store_and_trains(tmp_path):
+    """recipe=drift on verl's own single_turn_agent: one assistant message per trajectory, its reward from verl's
+    reward loop (the task's verifier); one round rolls out, weighs and trains; what needs the feedback loop's
+    fields is absent or unavailable, never zero."""
+    proc, metrics = run_job(
+        ["-m", "drift_verl.main", "recipe=drift", "platform=cpu", "trainer.logger=[console,file]", *SMALL_TASK,
+         "actor_rollout_ref.rollout.agent.default_agent_loop=single_turn_agent", "drift.max_prompts=16",
+         "actor_rollout_ref.actor.ppo_mini_batch_size=4", f"drift.store_dir={tmp_path / 'store'}",
+         "trainer.test_freq=4"],
+        tmp_path)
+    assert proc.returncode == 0, tail(proc)
+    store, rows = _store_rows(tmp_path / "store")
+    manifest = json.loads((store / "manifest.json").read_text())
+    assert manifest["spec"]["agent_loop"] == {"name": "single_turn_agent", "tools": []}
+    assert len(rows) == 16 * N
+    for row in rows:
+        assert len(row["turn_spans"]) == 1 and row["turn_spans"][0][1] == len(row["response_mask"]), row["turn_spans"]
+        assert len(row["turn_rewards"]) == 1 and row["answers"] == [] and row["messages"] == ""
+    logged = {k for step in metrics.values() for k in step}
+    assert {"drift/reference/solved", "drift/reference/mean_reward"} <= logged
+    assert not any(k.startswith("drift/reference/solved_within") for k in logged)
+    assert all(metrics[s]["actor/grad_norm"] > 0 for s in range(1, 5))
+    summary = (proc.stdout + proc.stderr).split("DRIFT finished")[1]
+    assert "step 0 -> step 4: reward" in summary and "per-turn metrics unavailable" in summary
+    plots = tmp_path / "checkpoints" / "drift_verl" / "drift_tiny" / "plots"
+    assert (plots / "round0_weights.png").exists() and not (plots / "round0_reference_by_turn.png").exists()

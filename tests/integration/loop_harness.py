@@ -27,8 +27,10 @@ class ScriptedServer:
         return TokenOutput(token_ids=ids, stop_reason="completed")
 
 
-def run_loop(tiny_model_path, answers: list[str], *overrides: str, prompt=PROMPT, ground_truth="7"):
-    """(the loop's output for ``prompt`` answered with ``answers`` in turn, the server, the tokenizer)."""
+def run_loop(tiny_model_path, answers: list[str], *overrides: str, prompt=PROMPT, ground_truth="7",
+             loop_class=FeedbackAgentLoop, **loop_kwargs):
+    """(the output of ``loop_class`` (the feedback loop, or one of verl's) for ``prompt`` answered with
+    ``answers`` in turn, the server, the tokenizer)."""
     with initialize_config_module(config_module="recipes", version_base=None):
         config = compose(config_name="drift_main", overrides=[
             "recipe=drift", f"reward.custom_reward_function.path={REPO / 'reward_fns' / 'exact.py'}", *overrides])
@@ -36,8 +38,8 @@ def run_loop(tiny_model_path, answers: list[str], *overrides: str, prompt=PROMPT
     server = ScriptedServer(tokenizer, answers)
 
     async def trajectory():  # built inside the running event loop, as verl's agent-loop worker does
-        loop = FeedbackAgentLoop(DictConfigWrap(config), server, tokenizer, None, None, DictConfigWrap(config.data),
-                                 hf_model_type="qwen2")
+        loop = loop_class(DictConfigWrap(config), server, tokenizer, None, None, DictConfigWrap(config.data),
+                          hf_model_type="qwen2", **loop_kwargs)
         return await loop.run({"temperature": 1.0}, raw_prompt=prompt, reward_model={"ground_truth": ground_truth},
                               data_source="tiny", extra_info={})
 

@@ -88,21 +88,22 @@ def test_task_settings_win_over_recipe_defaults():
 
 
 def test_a_tasks_recipe_specific_settings_apply_to_that_recipe_only():
-    """task_recipe/tiny_grpo.yaml: GRPO on the tiny task takes 16 prompts per on-policy update (it does not learn
-    with 4); task_recipe/tiny_drift.yaml: DRIFT's main job at the protocol's chosen setting; the command line still
-    wins."""
+    """task_recipe/tiny_grpo.yaml and tiny_drift.yaml: each recipe at the setting the comparison protocol chose for
+    it on dev (GRPO: 32 prompts per on-policy update, 48 steps; DRIFT: 16 whole groups per step, 8 epochs); the
+    command line still wins."""
     grpo, drift = (_compose("recipes", "drift_main", [f"recipe={r}"]) for r in ("grpo", "drift"))
-    assert (grpo.data.train_batch_size, grpo.actor_rollout_ref.actor.ppo_mini_batch_size) == (16, 16)
+    assert (grpo.data.train_batch_size, grpo.actor_rollout_ref.actor.ppo_mini_batch_size) == (32, 32)
     assert (drift.data.train_batch_size, drift.actor_rollout_ref.actor.ppo_mini_batch_size) == (16, 16)
     assert (drift.drift.epochs, drift.actor_rollout_ref.actor.optim.lr, drift.data.train_max_samples) == (8, 5e-4, 256)
-    assert (grpo.drift.epochs, grpo.actor_rollout_ref.actor.optim.lr, grpo.data.train_max_samples) == (6, 2e-4, 64)
+    assert (grpo.trainer.total_training_steps, grpo.actor_rollout_ref.actor.optim.lr,
+            grpo.data.train_max_samples) == (48, 5e-4, 256)
     assert grpo.actor_rollout_ref.actor.loss_agg_mode == "seq-mean-token-mean"  # a 5-turn failure counts once
     assert grpo.algorithm.gamma == grpo.drift.gamma == 0.9  # grpo_turn's discount
     assert _compose("recipes", "drift_main", ["recipe=grpo", "data.train_batch_size=8"]).data.train_batch_size == 8
     paper = _compose("recipes", "drift_main", ["recipe=grpo", "task=qwen2.5-3b_metamath"])
     assert paper.data.train_batch_size == 8  # no task_recipe file for it: the task's own settings
     verl = _compose("verl.trainer.config", "ppo_trainer", ["+recipe=grpo", "+task=tiny", "+task_recipe=tiny_grpo"])
-    assert verl.data.train_batch_size == 16
+    assert verl.data.train_batch_size == 32
 
 
 def test_drift_step_size_is_one_override_and_passes_verls_checks():

@@ -119,7 +119,14 @@ def test_one_line_per_validation_with_the_metrics_that_matter():
     metrics["val-aux/tiny/score/mean@4"] = 0.625
     assert report.validation_line(8, metrics, 12.4) == ("[drift] validation at step 8: tiny: solved<=1 0.250, "
                                                         "solved<=3 0.625, non-repeat 0.750 (12 s)")
-    assert report.validation_line(0, {"val-core/other/acc/mean@1": 1.0}, 3) == "[drift] validation at step 0: done (3 s)"
+    assert report.validation_line(0, {}, 3) == "[drift] validation at step 0: done (3 s)"
+    # a source another agent loop scored (single_turn_agent, tool_agent): verl's mean reward, no turns
+    assert report.validation_line(0, {**metrics, "val-core/other/acc/mean@1": 1.0}, 3) == (
+        "[drift] validation at step 0: tiny: solved<=1 0.250, solved<=3 0.625, non-repeat 0.750; other: reward 1.000 "
+        f"({report.UNSCORED_BY_TURN}) (3 s)")
+    lines = report.summary({}, [(0, {"val-core/other/acc/mean@1": 0.25}), (4, {"val-core/other/acc/mean@1": 0.5})],
+                           None, None)
+    assert f"  validation other: step 0 -> step 4: reward  0.250 ->  0.500 ({report.UNSCORED_BY_TURN})" in lines
 
 
 def test_the_summary_gives_the_gain_paired_by_problem_from_verls_validation_dumps(tmp_path):
@@ -229,6 +236,7 @@ def test_a_bar_shows_on_a_terminal_that_reports_no_size(monkeypatch):
     """A pty nobody sized (``script``, some container shells) reports 0 x 0, and tqdm then hides its bar: the
     reference policy's 5-minute build looked frozen. console.progress gives it room."""
     import pty
+    import select
     import tty
 
     from drift_verl.integration.job import console
@@ -238,11 +246,14 @@ def test_a_bar_shows_on_a_terminal_that_reports_no_size(monkeypatch):
     assert os.get_terminal_size(slave).columns == 0
     terminal = os.fdopen(slave, "w", buffering=1)
     monkeypatch.setattr(sys, "stderr", terminal)  # tqdm asks sys.stderr's terminal for its width (as in the build)
-    try:
-        for _ in console.progress(range(3), desc="reference policy: verl SFT steps", file=sys.stderr):
+    try:  # every step drawn (mininterval 0), and the pty read until it has nothing more
+        for _ in console.progress(range(3), desc="reference policy: verl SFT steps", file=sys.stderr, mininterval=0):
             pass
         terminal.flush()
-        shown = os.read(master, 65536).decode()
+        shown = b""
+        while select.select([master], [], [], 0.5)[0]:
+            shown += os.read(master, 65536)
+        shown = shown.decode()
     finally:
         terminal.close()
         os.close(master)

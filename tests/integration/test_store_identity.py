@@ -179,3 +179,20 @@ def test_the_environment_is_part_of_the_stores_identity(tmp_path, monkeypatch):
     source.write_text(source.read_text() + "# changed\n")
     changed = _spec(_config(model, data, "drift.env.name='pkg://user_envs.hints:Hints'"), "reference")
     assert user["env"]["code"] != changed["env"]["code"]
+
+
+def test_another_agent_loop_and_its_tools_are_part_of_the_stores_identity(tmp_path):
+    """drift_feedback (the default) keeps the identity of stores made before; verl's single_turn_agent or
+    tool_agent makes another store, and a tool file's content another again."""
+    data, model = _data_and_model(tmp_path)
+    loop = "actor_rollout_ref.rollout.agent.default_agent_loop"
+    default = _spec(_config(model, data), "reference")
+    assert "agent_loop" not in default and _spec(_config(model, data, f"{loop}=drift_feedback"), "reference") == default
+    single = _spec(_config(model, data, f"{loop}=single_turn_agent"), "reference")
+    assert single["agent_loop"] == {"name": "single_turn_agent", "tools": []}
+    tool = tmp_path / "tools.py"
+    tool.write_text("# a tool\n")
+    with_tool = [f"{loop}=tool_agent", f"actor_rollout_ref.rollout.multi_turn.function_tool_path={tool}"]
+    before = _spec(_config(model, data, *with_tool), "reference")
+    tool.write_text("# another tool\n")
+    assert before["agent_loop"]["name"] == "tool_agent" and _spec(_config(model, data, *with_tool), "reference") != before

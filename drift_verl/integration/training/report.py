@@ -29,7 +29,12 @@ def rollout_quality(store: TrajectoryStore, max_turns: int) -> tuple[dict, dict]
         mask = table.column("response_mask")
         generated += pc.sum(pc.list_flatten(mask)).as_py() or 0
         response += pc.sum(pc.list_value_length(mask)).as_py() or 0
-    metrics = multi_turn_metrics(rewards, answers, max_turns)
+    if store.absent_fields:  # another agent loop: one reward per trajectory, no turns' answers
+        finals = [r[-1] if r else 0.0 for r in rewards]
+        metrics = {"solved": sum(r >= 1.0 for r in finals) / max(len(finals), 1),
+                   "mean_reward": sum(finals) / max(len(finals), 1)}
+    else:
+        metrics = multi_turn_metrics(rewards, answers, max_turns)
     logged = {f"drift/reference/{k}": v for k, v in metrics.items()}
     logged.update({"drift/rollout/verifier_failures": failures, "drift/rollout/trajectories": len(rewards),
                    # assistant tokens; response tokens also count feedback, as verl's response_length does
@@ -37,9 +42,22 @@ def rollout_quality(store: TrajectoryStore, max_turns: int) -> tuple[dict, dict]
     return metrics, logged
 
 
+UNSCORED_BY_TURN = "per-turn metrics unavailable: its agent loop records no turns"
+
+
+def scores_without_turns(metrics: dict) -> dict[str, float]:
+    """Per data source another agent loop than drift_feedback scored, verl's validation mean of its reward
+    (``val-core/<source>/<reward key>/mean@N``): all there is to show for it."""
+    turn_scored = validation_summary(metrics)
+    return {key.split("/")[1]: float(value) for key, value in metrics.items()
+            if key.startswith("val-core/") and key.split("/")[-1].startswith("mean@")
+            and key.split("/")[1] not in turn_scored}
+
+
 def validation_line(step: int, metrics: dict, seconds: float) -> str:
     """One line per validation: per data source scored by the feedback loop, solved within the first turn and
-    within all turns, and the non-repeat ratio (verl's own line holds hundreds of metrics)."""
+    within all turns, and the non-repeat ratio (verl's own line holds hundreds of metrics); per source scored
+    by another agent loop, its mean reward."""
     parts = []
     for source, values in validation_summary(metrics).items():
         turns = sorted(int(n.rsplit("_", 1)[1]) for n in values if n.startswith("solved_within_"))
@@ -47,6 +65,8 @@ def validation_line(step: int, metrics: dict, seconds: float) -> str:
         if "non_repeat_ratio" in values:
             shown.append(f"non-repeat {values['non_repeat_ratio']:.3f}")
         parts.append(f"{source}: " + ", ".join(shown))
+    parts += [f"{source}: reward {value:.3f} ({UNSCORED_BY_TURN})"
+              for source, value in scores_without_turns(metrics).items()]
     return f"[drift] validation at step {step}: " + ("; ".join(parts) or "done") + f" ({seconds:.0f} s)"
 
 
@@ -123,6 +143,10 @@ def summary(phase_times: dict[str, float], validation_history: list[tuple[int, d
             if "non_repeat_ratio" in values and first_step != last_step:
                 lines.append(NON_REPEAT_NOTE + ("; the fixed contexts below do not" if repeats
                                                  else " (drift.non_repeat_contexts fixes the contexts)"))
+        before = scores_without_turns(first)
+        for source, value in scores_without_turns(last).items():
+            lines.append(f"  validation {source}: step {first_step} -> step {last_step}: reward "
+                         f"{before.get(source, float('nan')):6.3f} -> {value:6.3f} ({UNSCORED_BY_TURN})")
     if repeats:
         lines += _repeat_lines(repeats)
     if run_dir is not None:

@@ -21,9 +21,12 @@ from verl.utils import tensordict_utils as tu
 from verl.utils.dataset.rl_dataset import collate_fn
 
 from drift_verl.core.errors import ClearError
+from drift_verl.core.store import fields_without_the_feedback_loop
 from drift_verl.integration.job.health import Stalled, bounded
 
-FIELDS = ["uid", "prompts", "responses", "response_mask", "extra_fields", "data_source", "reward_model"]
+# rm_scores: every agent loop's reward (verl puts a loop's score on its last response token, drift_feedback each
+# turn's on that turn's last token), computed in the agent-loop worker
+FIELDS = ["uid", "prompts", "responses", "response_mask", "rm_scores", "extra_fields", "data_source", "reward_model"]
 FROM_THE_LOOP = ["turn_spans", "turn_rewards", "answers", "format_penalty", "t_star", "verifier_failures", "messages",
                  "environment_failure"]
 
@@ -137,7 +140,8 @@ class VerlRollouts:
                 "prompt_ids": columns["prompts"][i],
                 "response_ids": columns["responses"][i],
                 "response_mask": columns["response_mask"][i],
-                **{key: extra[key] for key in FROM_THE_LOOP},
+                **({key: extra[key] for key in FROM_THE_LOOP} if "turn_spans" in extra else
+                   fields_without_the_feedback_loop(columns["response_mask"][i], columns["rm_scores"][i])),
             })
             samples[uid] += 1
         return rows, tokens

@@ -20,6 +20,7 @@ from drift_verl.core.store import SCHEMA_VERSION, StoreError, TrajectoryStore, f
 from drift_verl.integration.verifier import pkg_module
 
 
+FEEDBACK_LOOP = "drift_feedback"  # DRIFT's agent loop (the recipes' default_agent_loop)
 # drift.env keys that came after stores existed, with their defaults (left out of the spec at those defaults)
 ENV_ADDED = {"name": "try_again", "options": {}, "env_timeout_s": 10}
 
@@ -45,8 +46,9 @@ def policy_tokenizer(config) -> str:
 def rollout_spec(config, drift: DriftConfig, reference, round_index: int) -> dict:
     """Everything that shapes a round's rollouts, for the store's fingerprint: the reference policy (``reference``:
     its content, or the checkpoint that ended the previous round), its tokenizer, the data's content, N, sampling,
-    lengths and the environment (its settings and the verifier's file); not beta/gamma, and no file paths, so a
-    copied model or data file finds the same store and a retrained one at the same path a new one."""
+    lengths, the environment (its settings and the verifier's file) and another agent loop than drift_feedback
+    (its name and tool files); not beta/gamma, and no file paths, so a copied model or data file finds the same
+    store and a retrained one at the same path a new one."""
     rollout = config.actor_rollout_ref.rollout
     train_files = config.data.train_files
     train_files = [train_files] if isinstance(train_files, str) else list(train_files)
@@ -58,7 +60,8 @@ def rollout_spec(config, drift: DriftConfig, reference, round_index: int) -> dic
             del env[key]
     if drift.env.name not in BUILT_IN:  # a user's environment: its code, as the verifier's
         env["code"] = content_identity(module_file("pkg://" + drift.env.name.removeprefix("pkg://").partition(":")[0]))
-    return {
+    loop = OmegaConf.select(config, "actor_rollout_ref.rollout.agent.default_agent_loop", default=FEEDBACK_LOOP)
+    spec = {
         "reference": reference,
         "tokenizer": policy_tokenizer(config),
         "data": [content_identity(str(f)) for f in train_files],
@@ -71,6 +74,11 @@ def rollout_spec(config, drift: DriftConfig, reference, round_index: int) -> dic
         "verifier": {**verifier, "path": content_identity(module_file(verifier["path"])) if verifier.get("path") else None},
         "round": round_index,
     }
+    if loop != FEEDBACK_LOOP:  # another agent loop's trajectories (absent at the default: the same identities)
+        multi_turn = rollout.get("multi_turn") or {}
+        tools = [multi_turn.get(key) for key in ("tool_config_path", "function_tool_path")]
+        spec["agent_loop"] = {"name": str(loop), "tools": [content_identity(str(t)) for t in tools if t]}
+    return spec
 
 
 def open_for_training(folder: str | Path, config) -> TrajectoryStore:

@@ -179,7 +179,9 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
         self.logger.log(data={f"drift/{k}": v for k, v in stats.items()}, step=self.global_steps)
         plots_dir = self._run_dir() / "plots"
         png = plots.weight_plots(weights, groups, plots_dir / f"round{round_index}_weights.png")
-        plots.turn_plot(self.reference_metrics, drift.env.max_turns, plots_dir / f"round{round_index}_reference_by_turn.png")
+        if not store.absent_fields:  # another agent loop records no turns: no plot of zeros
+            plots.turn_plot(self.reference_metrics, drift.env.max_turns,
+                            plots_dir / f"round{round_index}_reference_by_turn.png")
         (plots_dir / f"round{round_index}_weights.json").write_text(json.dumps({**stats, "histogram": histogram}, indent=2))
         self.phase_times[f"round {round_index} phase 2 (weights)"] = time.time() - start
         console.say(f"[drift] weights: ESS fraction {stats['weights/ess_fraction_mean']:.3f}, max "
@@ -259,10 +261,13 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
         on the same turn-2 contexts of the first round's store, where selection cannot move the rate."""
         if not (self.drift.non_repeat_contexts and self.drift.trains):
             return None
+        store = self.given_store or self._store(0)
+        if store.absent_fields:
+            return {"unavailable": f"the store's agent loop ({store.agent_loop}) records no answers"}
         console.show(f"[drift] fixed-context repeats on {self.drift.non_repeat_contexts} turn-2 contexts ...")
         env = self.drift.env
         checkpoint = self._run_dir() / f"global_step_{self.global_steps}"
-        return report.fixed_context_repeats(self.given_store or self._store(0), self.config.actor_rollout_ref.model.path,
+        return report.fixed_context_repeats(store, self.config.actor_rollout_ref.model.path,
                                             checkpoint, self.drift.non_repeat_contexts, env.turn_max_tokens,
                                             env.answer_format)
 
