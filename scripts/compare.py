@@ -253,11 +253,17 @@ def verified_store(args, store: dict) -> Path:
     if not folder.is_dir() and store["phase"] == "test" and kept_store(args, store).is_dir():
         shutil.copytree(kept_store(args, store), folder)
     if not folder.is_dir() or store_identity(folder) != store["store"]:
+        if store["phase"] == "test":
+            what_to_do = (f"remove {folder} (it is copied again from {kept_store(args, store)}), or delete "
+                          f"{result_file(args, store['name'])} and every test- result of the offline methods to "
+                          "make a new test store")
+        else:
+            what_to_do = (f"copy that store here from the machine that made it, or delete {result_file(args, 'store')} "
+                          f"and every dev- result of {', '.join(protocol.SHARED_STORE)} to tune the offline methods "
+                          "afresh")
         raise ProtocolError(
             f"{folder}: {'missing' if not folder.is_dir() else 'not the store the recorded results trained on'} "
-            f"(sha256 {store['store']['sha256'][:12]}). Copy that store here from the machine that made it, or "
-            f"delete {args.runs}/store.json and every dev-/test- result of {', '.join(protocol.SHARED_STORE)} to "
-            "start the offline methods afresh")
+            f"(sha256 {store['store']['sha256'][:12]}): {what_to_do}")
     return folder
 
 
@@ -276,7 +282,7 @@ def execute(args, run: Run, store: dict | None) -> dict:
     """Run one job (unless its result exists) and record its result atomically."""
     found = load(args, run)
     if found is not None:
-        return found
+        return with_non_repeat(args, run, found, store)
     if run.method in protocol.SHARED_STORE:
         verified_store(args, store)
     forget_attempt(args, run)
@@ -294,8 +300,21 @@ def execute(args, run: Run, store: dict | None) -> dict:
     if run.method == "store" and run.phase == "test":
         shutil.rmtree(kept_store(args, result), ignore_errors=True)
         shutil.copytree(verified_store(args, result), kept_store(args, result))
-    if run.phase == "test" and run.seed == 0 and not args.skip_non_repeat:
-        result["non_repeat"] = non_repeat_of(hf_weights(args.workdir / run.name), verified_store(args, store))
+    safe_io.write_text(result_file(args, run.name), json.dumps(result, indent=1))
+    return with_non_repeat(args, run, result, store)
+
+
+def with_non_repeat(args, run: Run, result: dict, store: dict | None) -> dict:
+    """A seed-0 test result with its policy's non-repeat measurement (:func:`non_repeat_of`), taken once, from
+    the run's last checkpoint, and recorded: a finished run is never trained again for it."""
+    if run.phase != "test" or run.seed != 0 or args.skip_non_repeat or "non_repeat" in result:
+        return result
+    weights = hf_weights(args.workdir / run.name)
+    if weights is None:
+        raise ProtocolError(f"{result_file(args, run.name)}: no non-repeat measurement, and the run's last checkpoint "
+                            f"is not in {args.workdir / run.name}: delete the result to run it again, or run with "
+                            "--skip-non-repeat")
+    result = {**result, "non_repeat": non_repeat_of(weights, verified_store(args, store))}
     safe_io.write_text(result_file(args, run.name), json.dumps(result, indent=1))
     return result
 
@@ -362,6 +381,8 @@ def phase_test(args) -> None:
     """The test store (made first, unless its result exists), then the chosen setting of every method."""
     store, dev = require_dev(args)
     chosen = chosen_settings(dev, store)
+    if load(args, store_run("test")) is None:  # made from scratch: a killed attempt's shards would be reused uncharged
+        shutil.rmtree(args.workdir / STORES["test"], ignore_errors=True)
     test_store = execute(args, store_run("test"), None)
     existing = [r for r in (load(args, x) for x in test_runs(args, test_store["store"]["folder"], chosen)) if r]
     protocol.check_store(test_store, existing)
@@ -442,13 +463,11 @@ def hf_weights(run_dir: Path) -> Path | None:
     return folder if folder and folder.is_dir() else None
 
 
-def non_repeat_of(model: Path | None, store_folder: Path) -> dict:
+def non_repeat_of(model: Path, store_folder: Path) -> dict:
     """One policy's second answers on the store's fixed turn-2 contexts (:mod:`drift_verl.eval.non_repeat`)."""
     from drift_verl.core.store import TrajectoryStore
     from drift_verl.eval.non_repeat import fixed_contexts, measure, second_answers
 
-    if model is None:
-        raise ProtocolError(f"no Hugging Face weights in the last checkpoint of the run on {store_folder}")
     contexts = fixed_contexts(TrajectoryStore.open(store_folder), NON_REPEAT["contexts"])
     answers = second_answers(str(model), contexts, NON_REPEAT["samples"], NON_REPEAT["max_new_tokens"])
     return {"contexts": len(contexts), "samples_per_context": NON_REPEAT["samples"],

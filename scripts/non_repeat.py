@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from drift_verl.core.store import TrajectoryStore
+from drift_verl.core.store import StoreError, TrajectoryStore
 from drift_verl.eval.non_repeat import fixed_contexts, measure, second_answers
 
 
@@ -29,7 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    contexts = fixed_contexts(TrajectoryStore.open(args.store), args.contexts)
+    try:
+        contexts = fixed_contexts(TrajectoryStore.open(args.store), args.contexts)
+    except (StoreError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if not contexts:
         print(f"error: {args.store}: no trajectory with a parseable wrong first answer", file=sys.stderr)
         return 2

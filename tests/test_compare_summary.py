@@ -395,3 +395,35 @@ def test_the_test_runs_train_on_the_test_store_kept_beside_the_results(tmp_path)
             result["store"] = test_store["store"]
     full = protocol.report(dev, test, STORE, SPLIT, HEALTH, test_store)
     assert full["test_store"] == test_store["store"] and full["store"] == STORE["store"]
+
+
+def test_grpo_test_runs_without_step_0_take_the_reference_from_drifts_run_of_their_seed():
+    """A GRPO test run validates halfway and at its step only: its step-0 score (the reference's) is the step-0
+    validation of the DRIFT run with the same seed, and its curve starts there."""
+    dev, test, _ = study()
+    for method in protocol.GRPO:
+        for result in test[method]:
+            del result["metrics"]["0"]
+    full = protocol.report(dev, test, STORE, SPLIT, HEALTH)
+    for method in protocol.GRPO:
+        references = {r["seed"]: r["solved_within_5"] for r in full["rows"]["reference"]}
+        assert [r["step0_solved_within_5"] for r in full["rows"][method]] == [references[r["seed"]]
+                                                                             for r in full["rows"][method]]
+    assert full["frontier"]["grpo"][-1]["solved_within_5"] == pytest.approx(0.71)
+
+
+def test_a_seed_0_test_result_is_measured_once_and_never_trained_again_for_it(tmp_path, monkeypatch):
+    """The non-repeat measure is taken from a finished seed-0 test run's checkpoint and kept in its result; a result
+    without it, whose checkpoint is gone, names the file to delete instead of training again."""
+    monkeypatch.setattr(compare, "run_job", lambda *a, **k: pytest.fail("a job was started"))
+    args = argparse.Namespace(runs=tmp_path, workdir=tmp_path / "work", skip_non_repeat=False, out=tmp_path)
+    run = compare.Run("test-drift-x-seed0", "test", "drift", 0, {}, "test", 16, ["-m", "drift_verl.main"])
+    (tmp_path / f"{run.name}.json").write_text(json.dumps({"name": run.name, "argv": run.argv}))
+    with pytest.raises(protocol.ProtocolError, match="test-drift-x-seed0.json: no non-repeat measurement"):
+        compare.execute(args, run, None)
+    weights = tmp_path / "work" / run.name / "checkpoints" / "global_step_8" / "actor" / "huggingface"
+    weights.mkdir(parents=True)
+    monkeypatch.setattr(compare, "verified_store", lambda *a: tmp_path / "store")
+    monkeypatch.setattr(compare, "non_repeat_of", lambda model, store: {"model": str(model), "non_repeat": 0.7})
+    assert compare.execute(args, run, None)["non_repeat"] == {"model": str(weights), "non_repeat": 0.7}
+    assert json.loads((tmp_path / f"{run.name}.json").read_text())["non_repeat"]["non_repeat"] == 0.7

@@ -259,8 +259,11 @@ def returns_and_groups(store: TrajectoryStore, gamma: float, repetition_coef: fl
     integer per trajectory, the same for trajectories with the same ``prompt_id`` (anywhere in the store), dense
     (``0 .. groups-1`` in order of first appearance), so :func:`drift_verl.core.weights.group_codes` keeps it as is;
     ``solved`` is bool (``t_star > 0``). Only the small columns are read, shard by shard; memory is O(rows)
-    numbers plus one string per distinct prompt.
+    numbers plus one string per distinct prompt. A store of another agent loop holds one reward per trajectory:
+    it is the return whole, graded or not (``partial_credit`` is for near-misses spread over turns).
     """
+    if store.absent_fields:
+        partial_credit = 1.0  # turn_shares then gives R = r for a single reward r
     returns, local_codes, dictionaries, solved = [], [], [], []
     pending: list[pa.Table] = []
     pending_rows = num_names = 0

@@ -28,7 +28,11 @@ CONTEXT_COLUMNS = ["prompt_ids", "response_ids", "turn_spans", "answers", "turn_
 
 def fixed_contexts(store: TrajectoryStore, limit: int) -> list[dict]:
     """The first ``limit`` trajectories (store order) whose turn 1 was answered and wrong, as turn-2 contexts:
-    ``ids`` (prompt and response up to turn 2's first token), ``first`` (the rejected answer), ``truth``."""
+    ``ids`` (prompt and response up to turn 2's first token), ``first`` (the rejected answer), ``truth``.
+    A store of another agent loop than drift_feedback records no answers: ValueError, saying so."""
+    if store.absent_fields:
+        raise ValueError(f"{store.dir}: rolled out by agent loop {store.agent_loop}, which records no answers: "
+                         "there is no rejected first answer to repeat")
     contexts = []
     for table in store.iter_columns(CONTEXT_COLUMNS):
         for row in table.to_pylist():

@@ -79,6 +79,8 @@ def test_weight_and_loss_normalisation_options():
     (["drift.env.name=nowhere"], r"drift.env: the environment 'nowhere' does not start: drift.env.name='nowhere': "
                                  r"expected one of \['higher_lower', 'try_again'\] or pkg://module:Class"),
     (["drift.env.name=higher_lower", "+drift.env.options.hi=x"], r"'higher_lower' does not start: .*unknown key 'hi'"),
+    (["actor_rollout_ref.rollout.agent.default_agent_loop=single_turn_agent", "reward.reward_model.enable=true"],
+     r"default_agent_loop=single_turn_agent with a colocated reward model"),
 ])
 def test_job_checks_name_the_keys(overrides, message):
     config = _compose(["recipe=drift", "platform=cpu", *overrides])

@@ -11,6 +11,7 @@ from verl.tools.tool_registry import load_all_tools
 from drift_verl import store as cli
 from drift_verl.core.store import (FEEDBACK_LOOP_ONLY, SCHEMA, TrajectoryStore, fields_without_the_feedback_loop,
                                    returns_and_groups)
+from drift_verl.eval.non_repeat import fixed_contexts
 from tests.conftest import FIXTURES
 from tests.integration.loop_harness import run_loop
 
@@ -43,12 +44,14 @@ def test_a_single_turn_trajectory_is_one_turn_whose_return_is_its_reward(tiny_mo
                             num_prompts=1, prompts_per_shard=1)
     store.write_shard(0, [solved, failed])
     assert store.agent_loop == "single_turn_agent" and store.absent_fields == FEEDBACK_LOOP_ONLY
-    returns, groups, is_solved = returns_and_groups(store, gamma=0.9, repetition_coef=0.5, partial_credit=0.5)
-    assert returns.tolist() == pytest.approx([1.0, 0.125]) and is_solved.tolist() == [True, False]
+    returns, groups, is_solved = returns_and_groups(store, gamma=0.9, repetition_coef=0.5)
+    assert returns.tolist() == pytest.approx([1.0, 0.25]) and is_solved.tolist() == [True, False]  # R = the reward
     assert cli.main(["inspect", str(store.dir), "--beta", "0.1", "--plot", str(tmp_path / "w.png")]) == 0
     shown = capsys.readouterr().out
     assert "rolled out by agent loop single_turn_agent, which does not record: answers" in shown
     assert "solved 0.500" in shown
+    with pytest.raises(ValueError, match="records no answers"):  # the fixed-context measure needs them
+        fixed_contexts(store, 8)
 
 
 def test_a_tool_agent_trajectory_has_a_turn_per_assistant_message_and_the_tool_output_as_context(tiny_model_path):

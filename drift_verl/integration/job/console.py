@@ -118,7 +118,7 @@ def progress(iterable=None, **kwargs):
         unsized = size.columns == 0 or size.lines == 0
     except (AttributeError, OSError, ValueError):  # not a terminal (a log file, the relay): tqdm's own fallback
         unsized = False
-    return tqdm(iterable, file=file, **(UNSIZED if unsized else {}), **kwargs)
+    return tqdm(iterable, file=file, **{**(UNSIZED if unsized else {}), **kwargs})
 
 
 def say(text: str) -> None:

@@ -98,9 +98,10 @@ class ShardRolloutBuffer:
 class VerlRollouts:
     """:class:`drift_verl.core.schedule.Rollouts` through verl: its agent-loop workers and TransferQueue."""
 
-    def __init__(self, dataset, agent_loop_manager, replay_buffer, global_steps: int):
+    def __init__(self, dataset, agent_loop_manager, replay_buffer, global_steps: int, agent_loop: str):
+        """``agent_loop``: the store's (:attr:`drift_verl.core.store.TrajectoryStore.agent_loop`)."""
         self.dataset, self.agent_loop_manager, self.replay_buffer = dataset, agent_loop_manager, replay_buffer
-        self.global_steps = global_steps
+        self.global_steps, self.agent_loop = global_steps, agent_loop
         self.submitted: dict[str, tuple[int, str]] = {}
 
     def submit(self, prompts: range) -> None:
@@ -130,6 +131,13 @@ class VerlRollouts:
         for i, uid in enumerate(columns["uid"]):
             index, prompt_id = self.submitted[uid]
             extra = columns["extra_fields"][i]
+            if ("turn_spans" in extra) != (self.agent_loop == "drift_feedback"):
+                came_from = "drift_feedback" if "turn_spans" in extra else "another agent loop"
+                raise ClearError(
+                    f"a trajectory of prompt {prompt_id!r} came from {came_from}, the store's from {self.agent_loop}: "
+                    "the training data names a loop per row (verl's agent_name column), and a store holds one "
+                    "loop's trajectories. Drop the column, or make every row name "
+                    "actor_rollout_ref.rollout.agent.default_agent_loop")
             tokens += sum(columns["response_mask"][i])
             rows.append({
                 "index": index,
@@ -140,7 +148,7 @@ class VerlRollouts:
                 "prompt_ids": columns["prompts"][i],
                 "response_ids": columns["responses"][i],
                 "response_mask": columns["response_mask"][i],
-                **({key: extra[key] for key in FROM_THE_LOOP} if "turn_spans" in extra else
+                **({key: extra[key] for key in FROM_THE_LOOP} if self.agent_loop == "drift_feedback" else
                    fields_without_the_feedback_loop(columns["response_mask"][i], columns["rm_scores"][i])),
             })
             samples[uid] += 1

@@ -140,7 +140,8 @@ class DriftTrainer(ReplicaLifecycle, ShardRolloutBuffer, PPOTrainerSync):
             )
         if missing:
             self._replicas_current()  # the round's frozen reference: the policy as the round starts
-        rollouts = VerlRollouts(self.train_dataset, self.agent_loop_manager, self.replay_buffer, self.global_steps)
+        rollouts = VerlRollouts(self.train_dataset, self.agent_loop_manager, self.replay_buffer, self.global_steps,
+                                store.agent_loop)
         start = time.time()
         with console.progress(total=store.num_shards, initial=store.num_shards - len(missing),
                               desc=f"DRIFT round {round_index} phase 1: rollouts (shards)") as bar:
