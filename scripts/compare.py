@@ -19,8 +19,9 @@ Protocol:
 3. Chosen setting per method: the best dev solved-within-5 (GRPO: the best (point, step), the earliest step
    among equals). The chosen settings, and only they, run on the test problems with seeds 0..S-1 (``--seeds``,
    default 5; fewer only with ``--smoke``, whose outputs go to runs/compare-smoke, not docs/). GRPO trains to
-   its chosen step, validating test halfway and at the step (the frontier curve; the reference's own point is
-   the step-0 validation of the DRIFT run of the same seed); its number is the chosen step's. The offline test
+   its chosen step, validating test at a quarter, half, three quarters of it and at the step (the frontier
+   curve, fine enough for the cost to reach a level; the reference's own point is the step-0 validation of the
+   DRIFT run of the same seed); its number is the chosen step's. The offline test
    runs train on a store of their own, made once by the same command from the same reference (a fresh draw of
    its rollouts): the dev store lived in a work folder that did not outlive its machine, and the test store is
    kept in ``<out>/test-store/`` so that every test run, on any machine, trains on the same one.
@@ -207,7 +208,7 @@ def test_runs(args, store: str, chosen: dict[str, dict]) -> list[Run]:
             name = f"test-{method}-{slug(settings)}-seed{seed}"
             if method in GRPO:
                 steps = settings["steps"]
-                argv = grpo_argv(method, settings, seed, steps, max(1, steps // 2), False, seed == 0)
+                argv = grpo_argv(method, settings, seed, steps, max(1, steps // 4), False, seed == 0)
             else:
                 argv = offline_argv(method, settings, seed, store, method == "drift", "test")
             runs.append(Run(name, "test", method, seed, settings, "test", TEST_SAMPLES,
