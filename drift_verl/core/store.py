@@ -49,6 +49,7 @@ SCHEMA = pa.schema(
     ]
 )
 SCHEMA_VERSION = 2  # the manifest's "schema_version"; a manifest without one is version 1
+FEEDBACK_LOOP = "drift_feedback"  # DRIFT's own agent loop (the recipes' default_agent_loop)
 # What only DRIFT's feedback loop (agent loop ``drift_feedback``) records. A store rolled out by another verl agent
 # loop (its spec names it as "agent_loop") holds placeholders there, never data: no answers (so no repetition
 # penalty), no format penalty, no verifier or environment failures, no messages, and for turn_rewards one value,
@@ -157,12 +158,12 @@ class TrajectoryStore:
     @property
     def agent_loop(self) -> str:
         """The verl agent loop that rolled the store out."""
-        return (self.spec.get("agent_loop") or {}).get("name", "drift_feedback")
+        return (self.spec.get("agent_loop") or {}).get("name", FEEDBACK_LOOP)
 
     @property
     def absent_fields(self) -> tuple[str, ...]:
         """The fields this store holds placeholders in (:data:`FEEDBACK_LOOP_ONLY`, or none)."""
-        return () if self.agent_loop == "drift_feedback" else FEEDBACK_LOOP_ONLY
+        return () if self.agent_loop == FEEDBACK_LOOP else FEEDBACK_LOOP_ONLY
 
     def write_shard(self, index: int, rows: list[dict]) -> None:
         self.write_table(index, pa.Table.from_pylist(rows, schema=SCHEMA))

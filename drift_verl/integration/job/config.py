@@ -8,8 +8,6 @@ starts, a given store that fits.
 
 from __future__ import annotations
 
-from omegaconf import OmegaConf
-
 from drift_verl.core.config import ConfigError, DriftConfig
 from drift_verl.core.errors import ClearError
 
@@ -54,9 +52,12 @@ def check_job(config, drift: DriftConfig) -> None:
                           "the whole return at the last token, so every turn would get the same credit)")
     if drift.recipe != "drift":
         return
-    loop = OmegaConf.select(config, "actor_rollout_ref.rollout.agent.default_agent_loop", default="drift_feedback")
+    from drift_verl.core.store import FEEDBACK_LOOP
+    from drift_verl.integration.training.store_identity import agent_loop
+
+    loop = agent_loop(config)
     reward_model = config.reward.get("reward_model") or {}
-    if loop != "drift_feedback" and reward_model.get("enable") and not reward_model.get("enable_resource_pool"):
+    if loop != FEEDBACK_LOOP and reward_model.get("enable") and not reward_model.get("enable_resource_pool"):
         raise ConfigError(f"actor_rollout_ref.rollout.agent.default_agent_loop={loop} with a colocated reward model "
                           "(reward.reward_model.enable without enable_resource_pool): verl scores such rollouts in "
                           "its trainer, after DRIFT has stored them unscored; give the reward model its own resource "

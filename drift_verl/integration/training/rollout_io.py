@@ -21,7 +21,7 @@ from verl.utils import tensordict_utils as tu
 from verl.utils.dataset.rl_dataset import collate_fn
 
 from drift_verl.core.errors import ClearError
-from drift_verl.core.store import fields_without_the_feedback_loop
+from drift_verl.core.store import FEEDBACK_LOOP, fields_without_the_feedback_loop
 from drift_verl.integration.job.health import Stalled, bounded
 
 # rm_scores: every agent loop's reward (verl puts a loop's score on its last response token, drift_feedback each
@@ -131,8 +131,8 @@ class VerlRollouts:
         for i, uid in enumerate(columns["uid"]):
             index, prompt_id = self.submitted[uid]
             extra = columns["extra_fields"][i]
-            if ("turn_spans" in extra) != (self.agent_loop == "drift_feedback"):
-                came_from = "drift_feedback" if "turn_spans" in extra else "another agent loop"
+            if ("turn_spans" in extra) != (self.agent_loop == FEEDBACK_LOOP):
+                came_from = FEEDBACK_LOOP if "turn_spans" in extra else "another agent loop"
                 raise ClearError(
                     f"a trajectory of prompt {prompt_id!r} came from {came_from}, the store's from {self.agent_loop}: "
                     "the training data names a loop per row (verl's agent_name column), and a store holds one "
@@ -148,7 +148,7 @@ class VerlRollouts:
                 "prompt_ids": columns["prompts"][i],
                 "response_ids": columns["responses"][i],
                 "response_mask": columns["response_mask"][i],
-                **({key: extra[key] for key in FROM_THE_LOOP} if self.agent_loop == "drift_feedback" else
+                **({key: extra[key] for key in FROM_THE_LOOP} if self.agent_loop == FEEDBACK_LOOP else
                    fields_without_the_feedback_loop(columns["response_mask"][i], columns["rm_scores"][i])),
             })
             samples[uid] += 1

@@ -16,11 +16,10 @@ from omegaconf import OmegaConf
 from drift_verl.core.config import DriftConfig
 from drift_verl.core.environment import BUILT_IN
 from drift_verl.core.identity import content_identity, tokenizer_identity
-from drift_verl.core.store import SCHEMA_VERSION, StoreError, TrajectoryStore, fingerprint
+from drift_verl.core.store import FEEDBACK_LOOP, SCHEMA_VERSION, StoreError, TrajectoryStore, fingerprint
 from drift_verl.integration.verifier import pkg_module
 
 
-FEEDBACK_LOOP = "drift_feedback"  # DRIFT's agent loop (the recipes' default_agent_loop)
 # drift.env keys that came after stores existed, with their defaults (left out of the spec at those defaults)
 ENV_ADDED = {"name": "try_again", "options": {}, "env_timeout_s": 10}
 
@@ -43,6 +42,11 @@ def policy_tokenizer(config) -> str:
     return tokenizer_identity(str(model.get("tokenizer_path") or model.path), model.get("custom_chat_template"))
 
 
+def agent_loop(config) -> str:
+    """The agent loop a job rolls out with (verl's ``rollout.agent.default_agent_loop``)."""
+    return str(OmegaConf.select(config, "actor_rollout_ref.rollout.agent.default_agent_loop", default=FEEDBACK_LOOP))
+
+
 def rollout_spec(config, drift: DriftConfig, reference, round_index: int) -> dict:
     """Everything that shapes a round's rollouts, for the store's fingerprint: the reference policy (``reference``:
     its content, or the checkpoint that ended the previous round), its tokenizer, the data's content, N, sampling,
@@ -60,7 +64,7 @@ def rollout_spec(config, drift: DriftConfig, reference, round_index: int) -> dic
             del env[key]
     if drift.env.name not in BUILT_IN:  # a user's environment: its code, as the verifier's
         env["code"] = content_identity(module_file("pkg://" + drift.env.name.removeprefix("pkg://").partition(":")[0]))
-    loop = OmegaConf.select(config, "actor_rollout_ref.rollout.agent.default_agent_loop", default=FEEDBACK_LOOP)
+    loop = agent_loop(config)
     spec = {
         "reference": reference,
         "tokenizer": policy_tokenizer(config),
@@ -77,7 +81,7 @@ def rollout_spec(config, drift: DriftConfig, reference, round_index: int) -> dic
     if loop != FEEDBACK_LOOP:  # another agent loop's trajectories (absent at the default: the same identities)
         multi_turn = rollout.get("multi_turn") or {}
         tools = [multi_turn.get(key) for key in ("tool_config_path", "function_tool_path")]
-        spec["agent_loop"] = {"name": str(loop), "tools": [content_identity(str(t)) for t in tools if t]}
+        spec["agent_loop"] = {"name": loop, "tools": [content_identity(str(t)) for t in tools if t]}
     return spec
 
 
