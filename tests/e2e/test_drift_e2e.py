@@ -192,7 +192,9 @@ def test_verls_entry_point_and_options_run_the_same_job_on_the_stored_rollouts(d
     for step in steps:
         for key in ("actor/pg_loss", "actor/grad_norm", "actor/drift/nll"):
             assert trained[step][key] == pytest.approx(full[step][key], rel=1e-4), (step, key)
-    assert full[1]["actor/pg_loss"] != pytest.approx(full[1]["actor/drift/nll"], rel=1e-3)  # the weights count
+    # the weights count: some step's weighted loss is off its unweighted NLL by 10x the tolerance above (one step's
+    # can be within it: the NLL of a step's trajectories can be near equal, 6e-4 apart on CI for step 1)
+    assert any(full[s]["actor/pg_loss"] != pytest.approx(full[s]["actor/drift/nll"], rel=1e-3) for s in steps)
     assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*")), "no tensorboard event file"
     assert list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb")), "no offline wandb run"
 
