@@ -106,7 +106,6 @@ MIN_SEEDS = 5
 WEIGHTING = {"sft_uniform": "uniform", "sft_rejection": "rejection", "drift": "drift", "drift_rounds": "drift"}
 WORKDIR = "{workdir}"  # in recorded commands: the --workdir of the machine that runs them
 STORES = {"dev": "stores", "test": "test-stores"}  # each phase's stores folder in the workdir
-NON_REPEAT = {"contexts": 512, "samples": 4, "max_new_tokens": 24}  # scripts/non_repeat.py's defaults
 HF_CHECKPOINT = "actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra,hf_model]"
 STORE_LINE = re.compile(r"\[drift\] trajectory store: (\S+)")
 
@@ -467,12 +466,11 @@ def hf_weights(run_dir: Path) -> Path | None:
 def non_repeat_of(model: Path, store_folder: Path) -> dict:
     """One policy's second answers on the store's fixed turn-2 contexts (:mod:`drift_verl.eval.non_repeat`)."""
     from drift_verl.core.store import TrajectoryStore
-    from drift_verl.eval.non_repeat import fixed_contexts, measure, second_answers
+    from drift_verl.eval.non_repeat import CONTEXTS, SAMPLES, fixed_contexts, measure, second_answers
 
-    contexts = fixed_contexts(TrajectoryStore.open(store_folder), NON_REPEAT["contexts"])
-    answers = second_answers(str(model), contexts, NON_REPEAT["samples"], NON_REPEAT["max_new_tokens"])
-    return {"contexts": len(contexts), "samples_per_context": NON_REPEAT["samples"],
-            **measure(contexts, answers, NON_REPEAT["samples"])}
+    contexts = fixed_contexts(TrajectoryStore.open(store_folder), CONTEXTS)
+    answers = second_answers(str(model), contexts, SAMPLES)
+    return {"contexts": len(contexts), "samples_per_context": SAMPLES, **measure(contexts, answers, SAMPLES)}
 
 
 def non_repeat_study(args, test_store: dict, test: dict[str, list[dict]]) -> dict | None:

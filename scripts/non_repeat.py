@@ -16,16 +16,17 @@ import sys
 from pathlib import Path
 
 from drift_verl.core.store import StoreError, TrajectoryStore
-from drift_verl.eval.non_repeat import fixed_contexts, measure, second_answers
+from drift_verl.eval.non_repeat import CONTEXTS, MAX_NEW_TOKENS, SAMPLES, fixed_contexts, measure, second_answers
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", type=Path, required=True, help="the reference policy's trajectory store")
     parser.add_argument("--model", action="append", required=True, help="NAME=HF_FOLDER (repeat)")
-    parser.add_argument("--contexts", type=int, default=512)
-    parser.add_argument("--samples", type=int, default=4)
-    parser.add_argument("--max-new-tokens", type=int, default=24, help="the task's drift.env.turn_max_tokens")
+    parser.add_argument("--contexts", type=int, default=CONTEXTS)
+    parser.add_argument("--samples", type=int, default=SAMPLES)
+    parser.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS,
+                        help="the task's drift.env.turn_max_tokens")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)

@@ -23,6 +23,8 @@ from drift_verl.core.stats import paired_ci
 from drift_verl.core.store import TrajectoryStore
 
 SAMPLES = 4  # second answers sampled per context
+CONTEXTS = 512  # fixed contexts a comparison measures (scripts/non_repeat.py, scripts/compare.py)
+MAX_NEW_TOKENS = 24  # a second answer's length cap: the tiny task's drift.env.turn_max_tokens
 CONTEXT_COLUMNS = ["prompt_ids", "response_ids", "turn_spans", "answers", "turn_rewards", "ground_truth"]
 
 
@@ -46,8 +48,9 @@ def fixed_contexts(store: TrajectoryStore, limit: int) -> list[dict]:
 
 
 @torch.no_grad()
-def second_answers(model_dir: str, contexts: list[dict], samples: int = SAMPLES, max_new_tokens: int = 24,
-                   seed: int = 0, answer_format: str = "answer", batch: int = 64) -> list[str | None]:
+def second_answers(model_dir: str, contexts: list[dict], samples: int = SAMPLES,
+                   max_new_tokens: int = MAX_NEW_TOKENS, seed: int = 0, answer_format: str = "answer",
+                   batch: int = 64) -> list[str | None]:
     """``samples`` sampled second answers per context (context-major), parsed and normalised (None: unparseable).
     ``model_dir``: a Hugging Face folder with weights."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from drift_verl.core.safe_io import cache_dir, locked
 from drift_verl.tiny import task as tiny_task
-from drift_verl.tiny.reference import build_reference
+from drift_verl.tiny.reference import INFORMED, build_reference
 
 ASSET_VERSION = "v6"  # v6: operands 0..11, train/dev/test splits, the reference trained on training problems only
 CHAT_TEMPLATE = (
@@ -128,8 +128,15 @@ def tiny_reference() -> str:
     return build_reference(asset_path("tiny_reference"), tiny_model())
 
 
+def tiny_reference_informative() -> str:
+    """The reference fine-tuned to use ``higher_lower``'s feedback (``task=tiny_informative``); built once from the
+    cached reference (600 verl SFT steps, ~5 min on 2 cores)."""
+    return build_reference(asset_path("tiny_reference_informative"), tiny_reference(), INFORMED["num_demos"],
+                           INFORMED["sft"], tiny_task.InformedDemonstrator(), INFORMED["seed"])
+
+
 ASSETS = {"tiny_model": tiny_model, "tiny_train": tiny_train, "tiny_dev": tiny_dev, "tiny_test": tiny_test,
-          "tiny_reference": tiny_reference}
+          "tiny_reference": tiny_reference, "tiny_reference_informative": tiny_reference_informative}
 SPLITS = ("tiny_train", "tiny_dev", "tiny_test")
 
 

@@ -32,6 +32,10 @@ SFT_SETTINGS = {
     "optim.lr_warmup_steps_ratio": 0.05,
     "optim.lr_scheduler_type": "cosine",  # 0.206 at turn 1 on dev where constant gave 0.127; fine-tune well below 3e-3
 }
+# the informative-feedback reference: the reference fine-tuned on InformedDemonstrator's conversations (higher_lower).
+# 600 steps at 2e-3: 150 steps at 1e-3 learned the messages but hardly their direction (README "Informative feedback")
+INFORMED = {"num_demos": 38400, "seed": 4,
+            "sft": {"optim.lr": 2e-3, "data.max_length": 192}}  # its feedback messages are longer
 
 
 def sft_command(model: str, demos: Path, checkpoints: Path, settings: dict) -> list[str]:
@@ -99,8 +103,11 @@ def latest_export(checkpoints: Path) -> Path:
     return steps[-1] / "huggingface"
 
 
-def build_reference(out: Path, base_model: str, num_demos: int = NUM_DEMOS, sft: dict | None = None) -> str:
-    """Path of the warm-started reference policy; trained once (a few minutes on 2 cores), then cached."""
+def build_reference(out: Path, base_model: str, num_demos: int = NUM_DEMOS, sft: dict | None = None,
+                    demonstrator: tiny_task.Demonstrator = tiny_task.Demonstrator(), seed: int = DEMO_SEED) -> str:
+    """Path of the reference policy ``base_model`` warm-started on ``num_demos`` of ``demonstrator``'s
+    conversations (from the tiny model: the default reference; from that reference: a fine-tuned one, e.g. on
+    informative feedback); trained once (a few minutes on 2 cores), then cached."""
     out = Path(out)
     with locked(out):
         if (out / "config.json").exists():
@@ -111,7 +118,8 @@ def build_reference(out: Path, base_model: str, num_demos: int = NUM_DEMOS, sft:
         if not demos.exists():
             import pandas as pd
 
-            pd.DataFrame(tiny_task.demonstration_rows(num_demos, DEMO_SEED)).to_parquet(demos.with_suffix(".tmp"))
+            rows = tiny_task.demonstration_rows(num_demos, seed, demonstrator)
+            pd.DataFrame(rows).to_parquet(demos.with_suffix(".tmp"))
             os.replace(demos.with_suffix(".tmp"), demos)
         sft = {**SFT_SETTINGS, **(sft or {})}
         command = sft_command(base_model, demos, work / "checkpoints", sft)
@@ -130,7 +138,7 @@ def build_reference(out: Path, base_model: str, num_demos: int = NUM_DEMOS, sft:
             if (Path(base_model) / name).exists() and not (tmp / name).exists():
                 shutil.copy(Path(base_model) / name, tmp / name)
         (tmp / "drift_reference.json").write_text(json.dumps(
-            {"base_model": base_model, "demonstrator": tiny_task.Demonstrator().__dict__, "num_demos": num_demos,
+            {"base_model": base_model, "demonstrator": demonstrator.__dict__, "num_demos": num_demos,
              "sft": sft}, indent=2))
         os.replace(tmp, out)
         shutil.rmtree(work)

@@ -17,6 +17,8 @@ import itertools
 import random
 from dataclasses import dataclass
 
+from drift_verl.core.environment import HigherLower
+
 DATA_SOURCE = "drift_tiny_add"
 SYSTEM_PROMPT = "You are a careful assistant. Put your final answer in <answer></answer> tags."
 FEEDBACK = "Incorrect. Please think again."
@@ -84,12 +86,18 @@ class Demonstrator:
     untagged: float = 0.05  # P(no <answer> tags) on any turn
     max_turns: int = 4
 
-    def wrong(self, rng: random.Random, answer: int, avoid: set[int]) -> int:
-        options = [answer + d for d in (-3, -2, -1, 1, 2, 3) if answer + d >= 0 and answer + d not in avoid]
-        return rng.choice(options or [answer + 4 + len(avoid)])
+    def wrong(self, rng: random.Random, answer: int, given: list[int], heard: list[str]) -> int:
+        """A wrong answer near the sum, not one given before (``heard[i]``: the feedback on ``given[i]``, unused
+        here)."""
+        options = [answer + d for d in (-3, -2, -1, 1, 2, 3) if answer + d >= 0 and answer + d not in given]
+        return rng.choice(options or [answer + 4 + len(set(given))])
+
+    def feedback(self, value: int, answer: int, tagged: bool) -> str:
+        """What the environment says after a wrong answer: the paper's unary message (``try_again``)."""
+        return FEEDBACK
 
     def conversation(self, rng: random.Random, problem: Problem) -> list[dict]:
-        answer, given = sum(problem), []
+        answer, given, heard = sum(problem), [], []
         messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question(problem)}]
         for turn in range(self.max_turns):
             if rng.random() < (self.first_correct if turn == 0 else self.retry_correct):
@@ -97,16 +105,43 @@ class Demonstrator:
             elif given and rng.random() < self.repeat:
                 value = given[-1]
             else:
-                value = self.wrong(rng, answer, set(given))
+                value = self.wrong(rng, answer, given, heard)
             tagged = rng.random() >= self.untagged
             messages.append({"role": "assistant", "content": f"<answer>{value}</answer>" if tagged else str(value)})
             if value == answer and tagged:
                 break
             given.append(value)
-            messages.append({"role": "user", "content": FEEDBACK})
+            heard.append(self.feedback(value, answer, tagged))
+            messages.append({"role": "user", "content": heard[-1]})
         if messages[-1]["role"] == "user":
             messages.pop()
         return messages
+
+
+@dataclass(frozen=True)
+class InformedDemonstrator(Demonstrator):
+    """A demonstrator that hears ``higher_lower``'s feedback and uses it: its next wrong answer lies below every
+    answer it heard was too high and above every one too low (the sum itself when no such near-miss is left), and
+    it seldom repeats. The first turn is the noisy demonstrator's, so a reference fine-tuned on these conversations
+    (``tiny_reference_informative``) keeps its first-turn skill and gains only the use of the feedback."""
+
+    retry_correct: float = 0.4
+    repeat: float = 0.1
+    env: str = "higher_lower"  # the environment it reacts to (recorded in the reference's drift_reference.json)
+
+    def wrong(self, rng: random.Random, answer: int, given: list[int], heard: list[str]) -> int:
+        high = [v for v, h in zip(given, heard) if h == HigherLower.DEFAULTS["high"]]
+        low = [v for v, h in zip(given, heard) if h == HigherLower.DEFAULTS["low"]]
+        if not high and not low:  # first turn, or only "no answer found": no direction to follow
+            return super().wrong(rng, answer, given, heard)
+        options = [answer + d for d in (-3, -2, -1, 1, 2, 3) if answer + d >= 0 and answer + d not in given
+                   and answer + d < min(high, default=answer + 4) and answer + d > max(low, default=-1)]
+        return rng.choice(options) if options else answer
+
+    def feedback(self, value: int, answer: int, tagged: bool) -> str:
+        if not tagged:
+            return HigherLower.DEFAULTS["unparsed"]
+        return HigherLower.DEFAULTS["high" if value > answer else "low"]
 
 
 def demonstration_rows(num: int, seed: int, demonstrator: Demonstrator = Demonstrator()) -> list[dict]:

@@ -9,6 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 from transformers import AutoTokenizer
 
+from drift_verl.core.identity import content_identity
+from drift_verl.tiny import assets
 from drift_verl.tiny.assets import tiny_model
 from tests.conftest import FIXTURES, SMALL_TASK, import_rows, run_job, tail, with_fixture_hooks
 from tests.fixtures.chaos_verifier import expected_reward
@@ -289,3 +291,38 @@ def test_verls_single_turn_agent_feeds_the_store_and_trains(tmp_path):
     assert "step 0 -> step 4: reward" in summary and "per-turn metrics unavailable" in summary
     plots = tmp_path / "checkpoints" / "drift_verl" / "drift_tiny" / "plots"
     assert (plots / "round0_weights.png").exists() and not (plots / "round0_reference_by_turn.png").exists()
+
+
+def test_the_informative_task_rolls_out_higher_lower_with_graded_rewards_and_trains(tmp_path, tiny_model_path):
+    """task=tiny_informative with the graded verifier (README "Informative feedback"): the reference fine-tuned to
+    use higher_lower, every feedback message in the store the one higher_lower gives that turn's answer, graded
+    near-misses recorded per turn and counted once through drift.partial_credit; one round trains."""
+    proc, metrics = run_job(
+        ["-m", "drift_verl.main", "recipe=drift", "task=tiny_informative", "platform=cpu",
+         "trainer.logger=[console,file]", "reward.custom_reward_function.path=pkg://reward_fns.distance",
+         "drift.partial_credit=0.5", "drift.max_prompts=16", "actor_rollout_ref.rollout.n=4",
+         "actor_rollout_ref.actor.ppo_mini_batch_size=4", "drift.epochs=1", "drift.non_repeat_contexts=0",
+         "data.val_max_samples=16", "actor_rollout_ref.rollout.val_kwargs.n=1",
+         "actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra]",
+         f"drift.store_dir={tmp_path / 'store'}", "trainer.val_before_train=False"],
+        tmp_path)
+    assert proc.returncode == 0, tail(proc)
+    store, rows = _store_rows(tmp_path / "store")
+    spec = json.loads((store / "manifest.json").read_text())["spec"]
+    assert spec["env"]["name"] == "higher_lower"
+    assert spec["reference"] == content_identity(assets.tiny_reference_informative())
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    said = {"high": 0, "low": 0}
+    for row in rows:
+        response, spans = row["response_ids"], row["turn_spans"]
+        for turn, ((_, end), (start, _)) in enumerate(zip(spans, spans[1:])):
+            feedback = tokenizer.decode(response[end:start], skip_special_tokens=True)
+            answer, truth = row["answers"][turn], float(row["ground_truth"])
+            side = None if answer is None else "high" if float(answer) > truth else "low"
+            assert (side and f"too {side}" in feedback) or (side is None and "No answer found" in feedback), feedback
+            said[side or "high"] += side is not None
+        assert all(0 <= r <= 1 for r in row["turn_rewards"])
+    assert said["high"] > 0 and said["low"] > 0
+    assert any(0 < r < 1 for row in rows for r in row["turn_rewards"])  # graded near-misses, not 0/1
+    assert all(metrics[s]["actor/grad_norm"] > 0 for s in range(1, 5))
+    assert "DRIFT finished" in proc.stdout + proc.stderr

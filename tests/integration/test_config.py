@@ -106,6 +106,24 @@ def test_a_tasks_recipe_specific_settings_apply_to_that_recipe_only():
     assert verl.data.train_batch_size == 32
 
 
+@pytest.mark.parametrize("recipe", ["drift", "grpo"])
+def test_the_informative_task_is_tiny_with_higher_lower_and_its_own_reference(recipe):
+    """task=tiny_informative: the tiny task and its recipe's chosen setting, with the higher_lower environment, the
+    reference fine-tuned to use it, and its own experiment (its checkpoints never resume the tiny task's)."""
+    from drift_verl.integration.job.quiet import console_mode
+
+    tiny = _compose("recipes", "drift_main", [f"recipe={recipe}", "platform=cpu"])
+    informative = _compose("recipes", "drift_main", [f"recipe={recipe}", "task=tiny_informative", "platform=cpu"])
+    assert informative.drift.env.name == "higher_lower" and tiny.drift.env.name == "try_again"
+    assert "tiny_reference_informative" in OmegaConf.to_yaml(informative.actor_rollout_ref.model)
+    assert informative.trainer.experiment_name == f"{recipe}_tiny_informative" != tiny.trainer.experiment_name
+    for section in ("data", "algorithm"):
+        assert informative[section] == tiny[section]
+    assert informative.actor_rollout_ref.actor == tiny.actor_rollout_ref.actor
+    if recipe == "drift":
+        assert console_mode(informative) == console_mode(tiny) == "quiet"
+
+
 def test_drift_step_size_is_one_override_and_passes_verls_checks():
     """data.train_batch_size follows ppo_mini_batch_size under recipe=drift (verl requires >=; DRIFT never batches
     prompts by it), on both entry points and the paper's tasks."""

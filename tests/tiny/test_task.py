@@ -1,5 +1,6 @@
 """The embedded default task: data generator, demonstrations, verifier, and the warm-started reference policy."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -77,6 +78,48 @@ def test_demonstrations_are_noisy_multi_turn_and_end_at_the_first_correct_answer
     demonstrator = tiny_task.Demonstrator()
     assert abs(first_right / len(rows) - demonstrator.first_correct * (1 - demonstrator.untagged)) < 0.04
     assert 0.15 < repeats / retries < 0.45  # room for DRIFT's repetition penalty
+
+
+def test_the_references_demonstrations_are_pinned():
+    """The cached reference is rebuilt byte for byte on every fresh machine, and every store's fingerprint holds its
+    bytes: the noisy demonstrator must keep drawing the same conversations (the informed one subclasses it)."""
+    from drift_verl.tiny.reference import DEMO_SEED, NUM_DEMOS
+
+    rows = tiny_task.demonstration_rows(NUM_DEMOS, DEMO_SEED)
+    digest = hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+    assert digest == "679b18f9f43573e3bfd901fd83887f5368b6ba04a0837b8ddf9ed80f55adee0c"
+
+
+def test_informed_demonstrations_are_what_higher_lower_says_and_use_it():
+    """Every feedback message in the informed demonstrations is what the real ``higher_lower`` environment says to
+    that answer, and every wrong retry lies inside the bounds the feedback so far gives; the first turn is the noisy
+    demonstrator's (a fine-tune on it keeps the reference's first-turn skill)."""
+    from drift_verl.core.config import EnvConfig
+    from drift_verl.core.environment import HigherLower
+
+    demonstrator = tiny_task.InformedDemonstrator()
+    rows = tiny_task.demonstration_rows(3000, seed=4, demonstrator=demonstrator)
+    first_right = retries = inside = repeats = 0
+    for row in rows:
+        messages = row["messages"]
+        truth = sum(tiny_task.operands(messages[1]["content"]))
+        env = HigherLower(EnvConfig(name="higher_lower"))
+        env.reset({"ground_truth": str(truth)})
+        low, high = -1, float("inf")
+        first_right += extract_answer_tag(messages[2]["content"]) == str(truth)
+        for turn, (reply, heard) in enumerate(zip(messages[2::2], messages[3::2]), 1):
+            answer = extract_answer_tag(reply["content"])
+            assert heard["content"] == env.step(reply["content"], answer, float(answer == str(truth)), turn)
+            value = int(reply["content"].removeprefix("<answer>").removesuffix("</answer>"))
+            following = messages[2 + 2 * turn]["content"]
+            retried = int(following.removeprefix("<answer>").removesuffix("</answer>"))
+            if answer is not None:
+                high, low = (min(high, value), low) if value > truth else (high, max(low, value))
+            retries += 1
+            repeats += retried == value
+            inside += low < retried < high
+    assert abs(first_right / len(rows) - demonstrator.first_correct * (1 - demonstrator.untagged)) < 0.04
+    assert inside / retries > 0.85 and repeats / retries < 0.15  # it follows the feedback, seldom repeats
 
 
 @pytest.mark.e2e

@@ -6,9 +6,9 @@ driver's file descriptors 1 and 2 go to ``<trainer.default_local_dir>/console.lo
 attempt), so everything the driver and its children print, C-level output and what Ray relays from its workers
 included, lands there; the terminal keeps the log's path, DRIFT's progress bars, one line per validation, the
 ``[drift]`` phase lines, the summary and, on a failure, its one clear line. ``drift.console``: ``auto`` (quiet
-for the embedded task, ``task_name == tiny``, trained by DRIFT's trainer; verl's console otherwise), ``quiet``,
-``full``. Set up by :mod:`drift_verl.main` only: ``python -m verl.trainer.main_ppo`` keeps verl's console.
-What prints before the config is composed (verl's engine warnings when Hydra imports it) is held back
+for the embedded tasks, ``task_name`` in :data:`EMBEDDED_TASKS`, trained by DRIFT's trainer; verl's console
+otherwise), ``quiet``, ``full``. Set up by :mod:`drift_verl.main` only: ``python -m verl.trainer.main_ppo`` keeps
+verl's console. What prints before the config is composed (verl's engine warnings when Hydra imports it) is held back
 (:func:`held_until_chosen`) and goes where the chosen console puts the rest.
 """
 
@@ -30,6 +30,7 @@ from omegaconf import OmegaConf
 from drift_verl.integration.job import console, run_files
 
 TRACEBACK_LINES = 15  # of an unexpected error, shown on the terminal (the whole traceback is in the log)
+EMBEDDED_TASKS = ("tiny", "tiny_informative")  # recipes/task: the tasks this project ships and builds
 
 
 def console_mode(config) -> str:
@@ -37,7 +38,7 @@ def console_mode(config) -> str:
     setting = OmegaConf.select(config, "drift.console", default="auto")
     if setting != "auto":
         return setting if setting in ("quiet", "full") else "full"
-    embedded = OmegaConf.select(config, "task_name", default=None) == "tiny"
+    embedded = OmegaConf.select(config, "task_name", default=None) in EMBEDDED_TASKS
     drift_trainer = OmegaConf.select(config, "trainer.v1.trainer_mode", default=None) == "drift"
     return "quiet" if embedded and drift_trainer else "full"
 
