@@ -320,7 +320,8 @@ def test_the_informative_task_rolls_out_higher_lower_with_graded_rewards_and_tra
             answer, truth = row["answers"][turn], float(row["ground_truth"])
             side = None if answer is None else "high" if float(answer) > truth else "low"
             assert (side and f"too {side}" in feedback) or (side is None and "No answer found" in feedback), feedback
-            said[side or "high"] += side is not None
+            if side:
+                said[side] += 1
         assert all(0 <= r <= 1 for r in row["turn_rewards"])
     assert said["high"] > 0 and said["low"] > 0
     assert any(0 < r < 1 for row in rows for r in row["turn_rewards"])  # graded near-misses, not 0/1
