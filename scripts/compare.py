@@ -35,6 +35,9 @@ Protocol:
    A method's tuning cost is its whole dev grid (the shared store paid once per method; ``drift_rounds`` also
    pays its later rounds' rollouts; GRPO all its steps). ``grpo_rollout_share``: the share of a GRPO step's
    wall-clock spent generating (``timing_s/gen`` / ``timing_s/step``), mean over the chosen GRPO's test runs.
+   A result marked ``"machine_shared"`` (by hand, naming what ran beside it on the cores) is scored like any
+   other, but wall-clock means (test table, frontier, cost ratio, rollout share) take only the runs that had the
+   machine alone (all, flagged, when none did); ``timing`` in summary.json names them.
 6. Frontier (``frontier.png``): test solved-within-5 against rollout tokens and against wall-clock: GRPO's
    curves over steps, iterative DRIFT's rounds, the single-round methods as points, error bars over seeds, the
    reference as a line.
@@ -523,9 +526,11 @@ def markdown(full: dict) -> str:
     for name, values in rows.items():
         cells = [_fmt([r[k] for r in values]) for k in ("solved_within_1", "solved_within_5", "non_repeat",
                                                          "step0_solved_within_5")]
-        cells += [_fmt([r[k] for r in values], 0) for k in ("wall_s", "rollout_tokens", "job_wall_s")]
+        cells += [_fmt([r[k] for r in (protocol.timed(values) if k in protocol.WALL_METRICS else values)], 0)
+                  for k in ("wall_s", "rollout_tokens", "job_wall_s")]
         lines.append(f"| {name} | {_settings(full['chosen'].get(name, {})) or '–'} | " + " | ".join(cells) + " |")
     ratio = full["drift_vs_grpo"]
+    lines += ["", timing_line(full["timing"])]
     lines += ["", f"DRIFT vs {ratio['grpo_variant']} (target: its mean test solved≤5, "
               f"{ratio['target_solved_within_5']:.3f}): " + (
                   f"wall-clock ratio {ratio['wall_ratio']:.2f}, token ratio {ratio['token_ratio']:.2f}."
@@ -544,6 +549,20 @@ def markdown(full: dict) -> str:
         lines.append("")
     lines += weight_health_lines(full["weight_health"]) + non_repeat_lines(full["non_repeat"])
     return "\n".join(lines) + "\n"
+
+
+def timing_line(timing: dict) -> str:
+    """Which runs the wall-clock columns average: a run that shared the 2 cores with other work is scored but not
+    timed."""
+    shared = {m: t for m, t in timing["test"].items() if t["every_run_shared_the_machine"]}
+    line = ("Wall-clock columns and the frontier's wall-clock: mean over the seeds that had the machine alone (" +
+            "; ".join(f"{m}: {', '.join(map(str, t['wall_clock_seeds']))}" for m, t in timing["test"].items()) + ").")
+    if shared:
+        line += f" Every run of {', '.join(shared)} shared the machine: its wall-clock is inflated."
+    if timing["dev_machine_shared"]:
+        line += (f" Tuning cost counts {len(timing['dev_machine_shared'])} dev runs that shared the machine as "
+                 "measured (an upper bound).")
+    return line
 
 
 def weight_health_lines(health: dict) -> list[str]:

@@ -8,7 +8,8 @@ A *result* is what ``scripts/compare.py`` records per finished job, ``docs/compa
     {"name", "phase": "dev" | "test", "method", "seed", "settings": {...}, "split", "val_samples", "argv",
      "job_wall_s", "store": {"folder", "sha256"} (runs on the shared store), "metrics": {step: {metric: value}}}
 
-``metrics`` are verl's file-logger metrics by step, cut to the keys the protocol reads (:func:`compact`).
+``metrics`` are verl's file-logger metrics by step, cut to the keys the protocol reads (:func:`compact`). A result
+may carry ``"machine_shared": "<what ran beside it>"``: its scores stand, its wall-clock does not (:func:`timed`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ SHARED_STORE = (*SINGLE_ROUND, "drift_rounds")  # round 0 trains on the shared s
 ROWS = ("reference", *METHODS)
 SUMMARY_METRICS = ("solved_within_1", "solved_within_5", "non_repeat", "step0_solved_within_5", "wall_s",
                    "rollout_tokens")
+WALL_METRICS = ("wall_s", "job_wall_s")  # averaged over the runs that had the machine alone (:func:`timed`)
 BEST_GRPO = "best_grpo"  # the better of grpo / grpo_turn on dev
 DIFFERENCES = {"drift_minus_sft_rejection": ("drift", "sft_rejection"),
                "drift_minus_sft_uniform": ("drift", "sft_uniform"),
@@ -130,6 +132,13 @@ def trained_points(result: dict, store: dict | None) -> list[dict]:
     return [p for p in points(result, store) if p["step"] > 0]
 
 
+def timed(items: list[dict]) -> list[dict]:
+    """The runs (or their rows) whose wall-clock counts: those not marked ``machine_shared``, since a job that shared
+    the 2 cores ran up to twice as long; all of them when every one was shared (:func:`timing` says so)."""
+    alone = [item for item in items if not item.get("machine_shared")]
+    return alone or list(items)
+
+
 # ---------------------------------------------------------------------------------------------- choice on dev
 def tuning_entry(result: dict, store: dict | None) -> dict:
     """One grid point's dev score: its last validation; GRPO's best validated step (the earliest of equals), which
@@ -220,7 +229,8 @@ def seed_row(result: dict, store: dict | None, step0: float) -> dict:
     if steps is not None and final["step"] != steps:
         raise ProtocolError(f"{result['name']}: last validation at step {final['step']}, not the chosen step {steps}")
     return {"seed": result["seed"], **{k: v for k, v in final.items() if k != "step"},
-            "step0_solved_within_5": step0, "job_wall_s": result["job_wall_s"]}
+            "step0_solved_within_5": step0, "job_wall_s": result["job_wall_s"],
+            "machine_shared": bool(result.get("machine_shared"))}
 
 
 def step0_by_seed(test: dict[str, list[dict]]) -> dict[int, dict]:
@@ -239,7 +249,7 @@ def seed_rows(test: dict[str, list[dict]], store: dict | None) -> dict[str, list
     references = step0_by_seed(test)
     rows = {"reference": [{"seed": seed, **_solved_within(m), "non_repeat": m["non_repeat_ratio"],
                            "step0_solved_within_5": m["solved_within_5"], "wall_s": 0.0, "rollout_tokens": 0.0,
-                           "job_wall_s": 0.0} for seed, m in sorted(references.items())]}
+                           "job_wall_s": 0.0, "machine_shared": False} for seed, m in sorted(references.items())]}
     for method in METHODS:
         rows[method] = []
         for result in test[method]:
@@ -253,16 +263,17 @@ def seed_rows(test: dict[str, list[dict]], store: dict | None) -> dict[str, list
 def frontier(test: dict[str, list[dict]], store: dict | None, rows: dict[str, list[dict]]) -> dict[str, list[dict]]:
     """Test solved-within-5 against cost, mean over seeds (``std`` for error bars), at every trained validation
     the seeds share: GRPO's steps, iterative DRIFT's rounds, one point for the single-round methods; the
-    reference at no cost."""
+    reference at no cost. Wall-clock is the mean over the :func:`timed` seeds."""
     result = {"reference": [{"rollout_tokens": 0.0, "wall_s": 0.0,
                              "solved_within_5": mean_std([r["solved_within_5"] for r in rows["reference"]])["mean"]}]}
     for method in METHODS:
         per_seed = [{p["step"]: p for p in trained_points(r, store)} for r in test[method]]
+        clocked = [{p["step"]: p for p in trained_points(r, store)} for r in timed(test[method])]
         shared = sorted(set.intersection(*(set(s) for s in per_seed)))
         curve = []
         for step in shared:
-            stats = {key: mean_std([s[step][key] for s in per_seed]) for key in ("rollout_tokens", "wall_s",
-                                                                                 "solved_within_5")}
+            stats = {key: mean_std([s[step][key] for s in per_seed]) for key in ("rollout_tokens", "solved_within_5")}
+            stats["wall_s"] = mean_std([s[step]["wall_s"] for s in clocked])
             curve.append({"step": step, **{key: value["mean"] for key, value in stats.items()},
                           "solved_within_5_std": stats["solved_within_5"]["std"]})
         result[method] = curve
@@ -270,7 +281,8 @@ def frontier(test: dict[str, list[dict]], store: dict | None, rows: dict[str, li
 
 
 def grpo_rollout_share(results: Iterable[dict]) -> float:
-    """The share of a GRPO step's wall-clock spent generating (``timing_s/gen`` / ``timing_s/step``), mean over runs."""
+    """The share of a GRPO step's wall-clock spent generating (``timing_s/gen`` / ``timing_s/step``), mean over runs
+    (the report passes the :func:`timed` ones)."""
     shares = []
     for result in results:
         steps = [m for s, m in by_step(result).items() if s > 0 and "timing_s/step" in m]
@@ -287,13 +299,25 @@ def drift_vs_grpo(rows: dict[str, list[dict]], curves: dict[str, list[dict]], gr
     """DRIFT's cost over the chosen GRPO's cost to reach that GRPO's mean test solved-within-5 (its mean curve's
     first point at or above it); null ratios when DRIFT's mean does not reach it."""
     target = statistics.fmean(r["solved_within_5"] for r in rows[grpo])
-    drift = {key: statistics.fmean(r[key] for r in rows["drift"]) for key in ("solved_within_5", "wall_s",
-                                                                             "rollout_tokens")}
+    drift = {key: statistics.fmean(r[key] for r in rows["drift"]) for key in ("solved_within_5", "rollout_tokens")}
+    drift["wall_s"] = statistics.fmean(r["wall_s"] for r in timed(rows["drift"]))
     reached = cost_to_reach(curves[grpo], target)
     ok = drift["solved_within_5"] >= target - 1e-9 and reached is not None
     return {"target_solved_within_5": target, "grpo_variant": grpo,
             "wall_ratio": drift["wall_s"] / reached["wall_s"] if ok else None,
             "token_ratio": drift["rollout_tokens"] / reached["rollout_tokens"] if ok else None}
+
+
+def timing(dev: dict[str, list[dict]], rows: dict[str, list[dict]]) -> dict:
+    """Which runs' wall-clock the report uses: per method the test seeds that had the machine alone (all seeds,
+    flagged, when none did), and the dev runs that shared it (the tuning cost sums them as measured)."""
+    per_method = {}
+    for method in METHODS:
+        alone = [r["seed"] for r in rows[method] if not r["machine_shared"]]
+        per_method[method] = {"wall_clock_seeds": alone or [r["seed"] for r in rows[method]],
+                              "every_run_shared_the_machine": not alone}
+    return {"test": per_method,
+            "dev_machine_shared": sorted(r["name"] for runs in dev.values() for r in runs if r.get("machine_shared"))}
 
 
 # ---------------------------------------------------------------------------------------------- weight health
@@ -385,14 +409,16 @@ def report(dev: dict[str, list[dict]], test: dict[str, list[dict]], store: dict,
             "tuning_cost": {m: tuning_cost(m, dev[m], store) for m in METHODS},
             "rows": rows, "differences": differences, "frontier": curves,
             "drift_vs_grpo": drift_vs_grpo(rows, curves, grpo),
-            "grpo_rollout_share": grpo_rollout_share(test[grpo]), "weight_health": health}
+            "grpo_rollout_share": grpo_rollout_share(timed(test[grpo])), "weight_health": health,
+            "timing": timing(dev, rows)}
 
 
 def summary(full: dict) -> dict:
     """docs/comparison/summary.json: the fixed schema (validation_prompts and samples_per_prompt describe the
     test split)."""
-    methods = {name: {metric: mean_std([r[metric] for r in full["rows"][name]]) for metric in SUMMARY_METRICS}
-               for name in ROWS}
+    methods = {name: {metric: mean_std([r[metric] for r in (timed(full["rows"][name]) if metric in WALL_METRICS
+                                                           else full["rows"][name])])
+                      for metric in SUMMARY_METRICS} for name in ROWS}
     return {"validation_prompts": full["split"]["test_problems"], "samples_per_prompt": full["samples_per_prompt"],
             "seeds": full["seeds"], "methods": methods,
             "drift_vs_grpo": {k: full["drift_vs_grpo"][k] for k in ("target_solved_within_5", "wall_ratio",
@@ -405,4 +431,5 @@ def summary(full: dict) -> dict:
                             for name, d in full["differences"].items()},
             "frontier": {m: [{k: p[k] for k in ("rollout_tokens", "wall_s", "solved_within_5")} for p in curve]
                          for m, curve in full["frontier"].items()},
-            "grpo_rollout_share": full["grpo_rollout_share"], "weight_health": full["weight_health"]}
+            "grpo_rollout_share": full["grpo_rollout_share"], "weight_health": full["weight_health"],
+            "timing": full["timing"]}
