@@ -2,8 +2,9 @@
 every method is tuned with the same budget on dev problems, the chosen settings run on unseen test problems
 with 5 seeds, and DRIFT's differences come with 95% confidence intervals.
 
-    python scripts/compare.py [--phase dev|test|report|all] [--dry-run] [--out docs/comparison]
-        [--workdir runs/compare] [--grid-points 4] [--seeds 5] [--dev-samples 8] [--skip-non-repeat]
+    python scripts/compare.py [--phase dev|test|report|all] [--regime main|informative|informative_graded]
+        [--dry-run] [--out docs/comparison] [--workdir runs/compare] [--grid-points 4] [--seeds 5]
+        [--dev-samples 8] [--skip-non-repeat]
 
 Protocol:
 
@@ -53,6 +54,11 @@ Protocol:
    ``comparison.json`` (everything), ``comparison.md`` (verdicts, tuning and test tables), ``frontier.png``,
    and ``non_repeat.json`` (:mod:`drift_verl.eval.non_repeat` on the test store's fixed turn-2 contexts: the
    reference, and each method's seed-0 test policy, measured as its run ends and kept in its result).
+10. Regimes (``--regime``, :data:`REGIMES`): the same protocol on another task or reward, each job adding the
+    regime's overrides, results and outputs in ``docs/comparison/regimes/<name>/`` (work in
+    ``runs/compare/regimes/<name>``). A regime compares a subset of the methods, with its own dev grids or, as the
+    informative-feedback regimes do, the settings the main protocol chose on dev (no tuning of its own, 3 seeds:
+    a smaller scale); its summary also lands under ``"regimes"`` in the main summary.json.
 """
 
 from __future__ import annotations
@@ -63,12 +69,12 @@ import json
 import re
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from drift_verl.core import safe_io
 from drift_verl.eval import protocol
-from drift_verl.eval.protocol import GRPO, METHODS, ProtocolError
+from drift_verl.eval.protocol import BEST_GRPO, GRPO, Plan, ProtocolError
 from drift_verl.eval.runs import run_job, tail
 
 # ------------------------------------------------------------------------------------------------ the grids
@@ -113,6 +119,50 @@ HF_CHECKPOINT = "actor_rollout_ref.actor.checkpoint.save_contents=[model,optimiz
 STORE_LINE = re.compile(r"\[drift\] trajectory store: (\S+)")
 
 
+@dataclass(frozen=True)
+class Regime:
+    """One comparison: the main protocol, or the same protocol on another task or reward (its jobs add
+    ``overrides``; its results, stores and outputs live in their own folders). ``grids`` None: no dev phase of its
+    own, each method runs the setting the main protocol chose on dev (``BEST_GRPO`` in ``plan.methods``: the
+    main protocol's better GRPO variant). ``reference``: the asset of the policy its stores roll out, whose fixed-
+    context repeats are measured; ``retry_envs``: environments each seed-0 test policy and the reference also play
+    with :mod:`drift_verl.tiny.quality` (does informative feedback change their retry success?)."""
+
+    name: str
+    about: str
+    overrides: tuple[str, ...] = ()
+    plan: Plan = protocol.MAIN
+    grids: dict | None = None
+    seeds: int = MIN_SEEDS
+    reference: str = "tiny_reference"
+    retry_envs: tuple[str, ...] = ()
+    partial_credit: float = 0.0  # drift.partial_credit of its jobs and of its weight health
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        """What every job of the regime adds to its command."""
+        return (*self.overrides, *([f"drift.partial_credit={self.partial_credit}"] if self.partial_credit else []))
+
+
+DRIFT_VS_REJECTION = {"drift_minus_sft_rejection": ("drift", "sft_rejection")}
+INFORMATIVE_ENVS = ("try_again", "higher_lower")
+REGIMES = {
+    "main": Regime("main", "the embedded tiny task, every method tuned on dev", grids=GRIDS),
+    "informative": Regime(
+        "informative", "task=tiny_informative: `higher_lower` feedback and its reference, binary reward",
+        ("task=tiny_informative",),
+        Plan(("sft_rejection", "drift", BEST_GRPO), {**DRIFT_VS_REJECTION, "drift_minus_best_grpo": ("drift", BEST_GRPO)}),
+        seeds=3, reference="tiny_reference_informative", retry_envs=INFORMATIVE_ENVS),
+    "informative_graded": Regime(
+        "informative_graded", "task=tiny_informative with partial credit by distance (reward_fns.distance, "
+        "drift.partial_credit 0.5): where exp(R/beta) can differ from rejection's filter",
+        ("task=tiny_informative", "reward.custom_reward_function.path=pkg://reward_fns.distance"),
+        Plan(("sft_rejection", "drift"), DRIFT_VS_REJECTION), seeds=3, reference="tiny_reference_informative",
+        partial_credit=0.5),
+}
+RETRY_SAMPLES = 8  # samples per test problem when a seed-0 policy plays each of retry_envs
+
+
 @dataclass
 class Run:
     """One planned job: its name (the result file's), what it is, and its command with ``{workdir}`` unfilled."""
@@ -127,10 +177,10 @@ class Run:
     argv: list[str]
 
 
-def grid(method: str, points: int) -> list[dict]:
-    if points > len(GRIDS[method]):
-        raise ProtocolError(f"--grid-points {points}: {method}'s grid has {len(GRIDS[method])} points; extend GRIDS")
-    return GRIDS[method][:points]
+def grid(grids: dict, method: str, points: int) -> list[dict]:
+    if points > len(grids[method]):
+        raise ProtocolError(f"--grid-points {points}: {method}'s grid has {len(grids[method])} points; extend GRIDS")
+    return grids[method][:points]
 
 
 def slug(settings: dict) -> str:
@@ -139,22 +189,22 @@ def slug(settings: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ commands
-def common(name: str, split: str | None, samples: int | None) -> list[str]:
+def common(name: str, split: str | None, samples: int | None, overrides: tuple[str, ...] = ()) -> list[str]:
     argv = ["platform=cpu", "trainer.logger=[console,file]", f"trainer.default_local_dir={WORKDIR}/{name}/checkpoints",
             f"data.train_max_samples={TRAIN_PROMPTS}"]
     if split:
         # all problems in one validation batch: the vLLM server gets every request at once, not 16 at a time
         argv += [f"data.val_files=${{drift_asset:tiny_{split}}}", "data.val_max_samples=-1",
                  f"data.val_batch_size={VAL_BATCH}", f"actor_rollout_ref.rollout.val_kwargs.n={samples}"]
-    return argv
+    return argv + list(overrides)
 
 
-def store_run(phase: str = "dev") -> Run:
+def store_run(phase: str = "dev", overrides: tuple[str, ...] = ()) -> Run:
     """The reference's rollouts on the training prompts, once per phase: every offline run of the phase trains
     on them."""
     name = "store" if phase == "dev" else f"{phase}-store"
     argv = ["-m", "drift_verl.main", "recipe=drift", "drift.phases=[rollouts]",
-            f"drift.store_dir={WORKDIR}/{STORES[phase]}", *common(name, None, None)]
+            f"drift.store_dir={WORKDIR}/{STORES[phase]}", *common(name, None, None, overrides)]
     return Run(name, phase, "store", None, {}, None, None, argv)
 
 
@@ -187,16 +237,17 @@ def grpo_argv(method: str, settings: dict, seed: int, steps: int, test_freq: int
 def dev_runs(args, store: str) -> list[Run]:
     """The store, then every method's G grid points on dev, one seed (the first DRIFT point also validates the
     reference on dev, for the tuning tables)."""
-    runs = [store_run()]
-    for method in METHODS:
-        for index, settings in enumerate(grid(method, args.grid_points)):
+    overrides = args.regime.argv
+    runs = [store_run("dev", overrides)]
+    for method in args.plan.methods:
+        for index, settings in enumerate(grid(args.regime.grids, method, args.grid_points)):
             name = f"dev-{method}-{slug(settings)}"
             if method in GRPO:
                 argv = grpo_argv(method, settings, DEV_SEED, args.grpo_max_steps, args.grpo_dev_freq, False, False)
             else:
-                argv = offline_argv(method, settings, DEV_SEED, store, method == "drift" and index == 0)
+                argv = offline_argv(method, settings, DEV_SEED, store, method == args.plan.reference_from and index == 0)
             runs.append(Run(name, "dev", method, DEV_SEED, settings, "dev", args.dev_samples,
-                            ["-m", "drift_verl.main", *argv, *common(name, "dev", args.dev_samples)]))
+                            ["-m", "drift_verl.main", *argv, *common(name, "dev", args.dev_samples, overrides)]))
     return runs
 
 
@@ -204,7 +255,7 @@ def test_runs(args, store: str, chosen: dict[str, dict]) -> list[Run]:
     """The chosen setting of every method on test, seeds 0..S-1, the offline ones on the test store; seed 0 keeps
     Hugging Face weights for the non-repeat study. DRIFT's runs validate step 0 (the reference row)."""
     runs = []
-    for method in METHODS:
+    for method in args.plan.methods:
         settings = chosen[method]
         for seed in range(args.seeds):
             name = f"test-{method}-{slug(settings)}-seed{seed}"
@@ -212,9 +263,10 @@ def test_runs(args, store: str, chosen: dict[str, dict]) -> list[Run]:
                 steps = settings["steps"]
                 argv = grpo_argv(method, settings, seed, steps, max(1, steps // 4), False, seed == 0)
             else:
-                argv = offline_argv(method, settings, seed, store, method == "drift", "test")
+                argv = offline_argv(method, settings, seed, store, method == args.plan.reference_from, "test")
             runs.append(Run(name, "test", method, seed, settings, "test", TEST_SAMPLES,
-                            ["-m", "drift_verl.main", *argv, *common(name, "test", TEST_SAMPLES), HF_CHECKPOINT]))
+                            ["-m", "drift_verl.main", *argv, *common(name, "test", TEST_SAMPLES, args.regime.argv),
+                             HF_CHECKPOINT]))
     return runs
 
 
@@ -285,7 +337,7 @@ def execute(args, run: Run, store: dict | None) -> dict:
     """Run one job (unless its result exists) and record its result atomically."""
     found = load(args, run)
     if found is not None:
-        return with_non_repeat(args, run, found, store)
+        return with_seed0_measures(args, run, found, store)
     if run.method in protocol.SHARED_STORE:
         verified_store(args, store)
     forget_attempt(args, run)
@@ -304,20 +356,28 @@ def execute(args, run: Run, store: dict | None) -> dict:
         shutil.rmtree(kept_store(args, result), ignore_errors=True)
         shutil.copytree(verified_store(args, result), kept_store(args, result))
     safe_io.write_text(result_file(args, run.name), json.dumps(result, indent=1))
-    return with_non_repeat(args, run, result, store)
+    return with_seed0_measures(args, run, result, store)
 
 
-def with_non_repeat(args, run: Run, result: dict, store: dict | None) -> dict:
-    """A seed-0 test result with its policy's non-repeat measurement (:func:`non_repeat_of`), taken once, from
-    the run's last checkpoint, and recorded: a finished run is never trained again for it."""
-    if run.phase != "test" or run.seed != 0 or args.skip_non_repeat or "non_repeat" in result:
+def with_seed0_measures(args, run: Run, result: dict, store: dict | None) -> dict:
+    """A seed-0 test result with its policy's measurements, taken once from the run's last checkpoint and recorded
+    (a finished run is never trained again for them): the fixed-context repeats (:func:`non_repeat_of`; not with
+    --skip-non-repeat) and, in a regime with ``retry_envs``, the retry success in each (:func:`retry_of`)."""
+    if run.phase != "test" or run.seed != 0:
+        return result
+    measures = {} if args.skip_non_repeat else {"non_repeat": lambda w: non_repeat_of(w, verified_store(args, store))}
+    if args.regime.retry_envs:
+        measures["retry"] = lambda w: retry_of(w, args.regime.retry_envs)
+    missing = [key for key in measures if key not in result]
+    if not missing:
         return result
     weights = hf_weights(args.workdir / run.name)
     if weights is None:
-        raise ProtocolError(f"{result_file(args, run.name)}: no non-repeat measurement, and the run's last checkpoint "
-                            f"is not in {args.workdir / run.name}: delete the result to run it again, or run with "
-                            "--skip-non-repeat")
-    result = {**result, "non_repeat": non_repeat_of(weights, verified_store(args, store))}
+        what = " or ".join(key.replace("_", "-") for key in missing)
+        raise ProtocolError(f"{result_file(args, run.name)}: no {what} measurement, and the run's last "
+                            f"checkpoint is not in {args.workdir / run.name}: delete the result to run it again"
+                            + (", or run with --skip-non-repeat" if missing == ["non_repeat"] else ""))
+    result = {**result, **{key: measures[key](weights) for key in missing}}
     safe_io.write_text(result_file(args, run.name), json.dumps(result, indent=1))
     return result
 
@@ -335,29 +395,59 @@ def trained_store(args, run: Run, log: str, metrics: dict) -> Path:
     return folder
 
 
-def by_method(results: list[dict]) -> dict[str, list[dict]]:
+def by_method(results: list[dict], methods: tuple[str, ...]) -> dict[str, list[dict]]:
     """Results grouped by method, in plan order (dev: grid order; test: seed order)."""
-    return {method: [r for r in results if r["method"] == method] for method in METHODS}
+    return {method: [r for r in results if r["method"] == method] for method in methods}
 
 
 def dev_results(args, store: dict) -> dict[str, list[dict]] | None:
     """Every method's dev results in grid order; None while any is missing."""
     results = [load(args, run) for run in dev_runs(args, store["store"]["folder"])[1:]]
-    return None if any(r is None for r in results) else by_method(results)
+    return None if any(r is None for r in results) else by_method(results, args.plan.methods)
 
 
-def chosen_settings(dev: dict[str, list[dict]], store: dict) -> dict[str, dict]:
-    return {m: protocol.choose(entries)["settings"] for m, entries in protocol.tuning(dev, store).items()}
+def chosen_settings(dev: dict[str, list[dict]], store: dict, plan: Plan) -> dict[str, dict]:
+    return {m: protocol.choose(entries)["settings"] for m, entries in protocol.tuning(dev, store, plan).items()}
+
+
+def main_protocol(args) -> argparse.Namespace:
+    """The main protocol's arguments (its defaults, its results in ``--main-out``): a regime without grids runs
+    the settings the main protocol chose on dev."""
+    main = parser().parse_args(["--out", str(args.main_out)])
+    return finish(main)
+
+
+def main_choice(args) -> tuple[dict, str]:
+    """The main protocol's chosen settings and its better GRPO variant on dev (it must have finished its dev
+    phase)."""
+    main = main_protocol(args)
+    store, dev = require_dev(main)
+    entries = protocol.tuning(dev, store)
+    return ({m: protocol.choose(e)["settings"] for m, e in entries.items()},
+            protocol.best_grpo({m: protocol.choose(e) for m, e in entries.items()}))
+
+
+def resolve_plan(args) -> Plan:
+    """The regime's plan with ``BEST_GRPO`` among its methods replaced by the main protocol's better GRPO."""
+    plan = args.regime.plan
+    if BEST_GRPO not in plan.methods:
+        return plan
+    _, grpo = main_choice(args)
+    return replace(plan, methods=tuple(grpo if m == BEST_GRPO else m for m in plan.methods))
 
 
 # ------------------------------------------------------------------------------------------------ phases
-def phase_dev(args) -> dict:
-    """The store (made first, from scratch unless its result exists), then every dev grid point."""
-    run = store_run()
+def phase_dev(args) -> dict | None:
+    """The store (made first, from scratch unless its result exists), then every dev grid point (a regime
+    without grids has no dev phase)."""
+    if args.regime.grids is None:
+        print(f"[compare] regime {args.regime.name}: no dev phase (it runs the main protocol's chosen settings)")
+        return None
+    run = store_run("dev", args.regime.argv)
     store = load(args, run)
     if store is None:
         stale = sorted(p.name for p in args.runs.glob("*.json") if json.loads(p.read_text()).get("method")
-                       in protocol.SHARED_STORE) if args.runs.is_dir() else []
+                       in protocol.SHARED_STORE and p.name.startswith("dev-")) if args.runs.is_dir() else []
         if stale:
             raise ProtocolError(f"the store's result {result_file(args, 'store')} is missing but results trained on a "
                                 f"store exist ({', '.join(stale)}): restore store.json or delete them")
@@ -371,25 +461,36 @@ def phase_dev(args) -> dict:
 
 
 def require_dev(args) -> tuple[dict, dict[str, list[dict]]]:
-    store = load(args, store_run())
+    store = load(args, store_run("dev", args.regime.argv))
     dev = dev_results(args, store) if store else None
     if dev is None:
-        raise ProtocolError("the dev phase is not finished: run --phase dev first (the test phase reads only the "
-                            "settings chosen on dev)")
+        raise ProtocolError(f"the dev phase{'' if args.regime.name == 'main' else ' of regime ' + args.regime.name} "
+                            "is not finished: run --phase dev first (the test phase reads only the settings chosen "
+                            "on dev)")
     protocol.check_store(store, [r for runs in dev.values() for r in runs])
     return store, dev
 
 
+def chosen_for(args) -> tuple[dict | None, dict | None, dict[str, dict]]:
+    """(the dev store's result, the dev results, each method's setting for test): the regime's own dev phase, or
+    (no grids) the main protocol's choices."""
+    if args.regime.grids is None:
+        chosen, _ = main_choice(args)
+        return None, None, {m: chosen[m] for m in args.plan.methods}
+    store, dev = require_dev(args)
+    return store, dev, chosen_settings(dev, store, args.plan)
+
+
 def phase_test(args) -> None:
     """The test store (made first, unless its result exists), then the chosen setting of every method."""
-    store, dev = require_dev(args)
-    chosen = chosen_settings(dev, store)
-    if load(args, store_run("test")) is None:  # made from scratch: a killed attempt's shards would be reused uncharged
+    _, _, chosen = chosen_for(args)
+    test_store_run = store_run("test", args.regime.argv)
+    if load(args, test_store_run) is None:  # made from scratch: a killed attempt's shards would be reused uncharged
         shutil.rmtree(args.workdir / STORES["test"], ignore_errors=True)
-    test_store = execute(args, store_run("test"), None)
+    test_store = execute(args, test_store_run, None)
     existing = [r for r in (load(args, x) for x in test_runs(args, test_store["store"]["folder"], chosen)) if r]
     protocol.check_store(test_store, existing)
-    cached_weight_health(args, test_store, chosen["drift"])
+    cached_weight_health(args, test_store, chosen[args.plan.drift])
     for run in test_runs(args, test_store["store"]["folder"], chosen):
         execute(args, run, test_store)
 
@@ -398,14 +499,16 @@ def cached_weight_health(args, store: dict, drift: dict) -> dict:
     """The chosen DRIFT setting's weight health, computed from the store once and kept beside the results."""
     path = result_file(args, "weight_health")
     key = {"store": store["store"], "settings": drift}
+    if args.regime.partial_credit:
+        key["partial_credit"] = args.regime.partial_credit
     if path.exists() and {k: v for k, v in json.loads(path.read_text()).items() if k in key} == key:
         return json.loads(path.read_text())
-    health = {**key, **weight_health(verified_store(args, store), drift)}
+    health = {**key, **weight_health(verified_store(args, store), drift, partial_credit=args.regime.partial_credit)}
     safe_io.write_text(path, json.dumps(health, indent=1))
     return health
 
 
-def weight_health(folder: Path, drift: dict, seed: int = 0) -> dict:
+def weight_health(folder: Path, drift: dict, seed: int = 0, partial_credit: float = 0.0) -> dict:
     """The store's returns and DRIFT weights (the project's functions, as ``python -m drift_verl.store inspect``
     computes them), and one training seed's steps under the old order and under whole-group steps."""
     import numpy as np
@@ -416,8 +519,9 @@ def weight_health(folder: Path, drift: dict, seed: int = 0) -> dict:
     from drift_verl.core.config import DriftConfig, WeightConfig
 
     store = TrajectoryStore.open(folder)
-    config = WeightConfig(beta=drift["beta"])  # the recipe's gamma, repetition coefficient and group normalisation
-    returns, groups, solved = returns_and_groups(store, config.gamma, config.repetition_coef)
+    # the recipe's gamma, repetition coefficient and group normalisation
+    config = WeightConfig(beta=drift["beta"], partial_credit=partial_credit)
+    returns, groups, solved = returns_and_groups(store, config.gamma, config.repetition_coef, partial_credit)
     weights, diagnostics = weigh(returns, groups, solved, config)
     sizes = store.shard_sizes()
     offsets = np.concatenate([[0], np.cumsum(sizes)])
@@ -430,25 +534,50 @@ def weight_health(folder: Path, drift: dict, seed: int = 0) -> dict:
 
 
 def phase_report(args, command: str) -> None:
-    store, dev = require_dev(args)
-    chosen = chosen_settings(dev, store)
-    test_store = load(args, store_run("test"))
+    store, dev, chosen = chosen_for(args)
+    test_store = load(args, store_run("test", args.regime.argv))
     runs = test_runs(args, test_store["store"]["folder"], chosen) if test_store else []
     results = [load(args, run) for run in runs]
     missing = [run.name for run, result in zip(runs, results) if result is None]
     if test_store is None or missing:
         raise ProtocolError(f"the test phase is not finished ({len(missing) if runs else 'its store and all'} of "
-                            f"{len(runs) or len(METHODS) * args.seeds} runs missing): run --phase test first")
-    health = cached_weight_health(args, test_store, chosen["drift"])
-    full = protocol.report(dev, by_method(results), store, split_sizes(), health, test_store)
-    full["command"] = command
-    full["non_repeat"] = non_repeat_study(args, test_store, by_method(results))
+                            f"{len(runs) or len(args.plan.methods) * args.seeds} runs missing): run --phase test "
+                            "first")
+    health = cached_weight_health(args, test_store, chosen[args.plan.drift])
+    test = by_method(results, args.plan.methods)
+    full = protocol.report(dev, test, store, split_sizes(), health, test_store, args.plan,
+                           None if dev else chosen)
+    full.update(command=command, regime={"name": args.regime.name, "about": args.regime.about,
+                                         "overrides": list(args.regime.argv)},
+                non_repeat=non_repeat_study(args, test_store, test), retry=retry_study(args, test))
+    summary = {**protocol.summary(full), **({"retry": full["retry"]} if full["retry"] else {})}
+    if args.regime.name == "main":
+        summary["regimes"] = regime_summaries(args.out)
+    else:
+        summary["regime"] = full["regime"]
     args.out.mkdir(parents=True, exist_ok=True)
-    safe_io.write_text(args.out / "summary.json", json.dumps(protocol.summary(full), indent=1))
+    safe_io.write_text(args.out / "summary.json", json.dumps(summary, indent=1))
     safe_io.write_text(args.out / "comparison.json", json.dumps(full, indent=1))
     safe_io.write_text(args.out / "comparison.md", markdown(full))
     plot_frontier(full, args.out / "frontier.png")
+    if args.regime.name != "main":
+        add_to_main_summary(args.main_out, args.regime.name, summary)
     print(markdown(full))
+
+
+def regime_summaries(out: Path) -> dict:
+    """``"regimes"`` of the main summary.json: each reported regime's summary (``<out>/regimes/<name>/``)."""
+    found = sorted((out / "regimes").glob("*/summary.json")) if (out / "regimes").is_dir() else []
+    return {path.parent.name: json.loads(path.read_text()) for path in found}
+
+
+def add_to_main_summary(main_out: Path, name: str, summary: dict) -> None:
+    """A regime's report also lands under ``"regimes"`` of the main summary.json, once that one exists."""
+    path = main_out / "summary.json"
+    if path.exists():
+        main = json.loads(path.read_text())
+        main.setdefault("regimes", {})[name] = summary
+        safe_io.write_text(path, json.dumps(main, indent=1))
 
 
 def split_sizes() -> dict:
@@ -482,19 +611,47 @@ def non_repeat_study(args, test_store: dict, test: dict[str, list[dict]]) -> dic
     --skip-non-repeat."""
     if args.skip_non_repeat:
         return None
-    from drift_verl.tiny.assets import tiny_reference
-
-    seed0 = {m: next(r for r in test[m] if r["seed"] == 0) for m in METHODS}
+    seed0 = {m: next(r for r in test[m] if r["seed"] == 0) for m in args.plan.methods}
     missing = [r["name"] for r in seed0.values() if "non_repeat" not in r]
     if missing:
         raise ProtocolError(f"no non-repeat measurement in {', '.join(missing)}: delete them to run them again, or "
                             "report with --skip-non-repeat")
-    reference = non_repeat_of(Path(tiny_reference()), verified_store(args, test_store))
+    reference = non_repeat_of(reference_model(args), verified_store(args, test_store))
     study = {"store": test_store["store"], "contexts": reference["contexts"],
              "samples_per_context": reference["samples_per_context"],
              "models": {"reference": reference, **{m: r["non_repeat"] for m, r in seed0.items()}}}
     safe_io.write_text(args.out / "non_repeat.json", json.dumps(study, indent=1))
     return study
+
+
+def reference_model(args) -> Path:
+    """The regime's reference policy (its asset is cached, or built again byte for byte)."""
+    from drift_verl.tiny import assets
+
+    return Path(getattr(assets, args.regime.reference)())
+
+
+def retry_of(model: Path, envs: tuple[str, ...]) -> dict[str, list[float]]:
+    """A policy's solved-within-1..5 on every test problem x RETRY_SAMPLES in each environment (Hugging Face
+    sampling at temperature 1, :func:`drift_verl.tiny.quality.solved_within`)."""
+    from drift_verl.tiny.quality import solved_within
+    from drift_verl.tiny.task import splits
+
+    return {env: solved_within(str(model), splits()["test"], RETRY_SAMPLES, env=env) for env in envs}
+
+
+def retry_study(args, test: dict[str, list[dict]]) -> dict | None:
+    """Does informative feedback change retry success? The reference (measured now) and each method's seed-0 test
+    policy (measured as its run ended), in each of the regime's ``retry_envs``; None without them."""
+    if not args.regime.retry_envs:
+        return None
+    seed0 = {m: next(r for r in test[m] if r["seed"] == 0) for m in args.plan.methods}
+    missing = [r["name"] for r in seed0.values() if "retry" not in r]
+    if missing:
+        raise ProtocolError(f"no retry measurement in {', '.join(missing)}: delete them to run them again")
+    return {"samples_per_problem": RETRY_SAMPLES, "envs": list(args.regime.retry_envs),
+            "models": {"reference": retry_of(reference_model(args), args.regime.retry_envs),
+                       **{m: r["retry"] for m, r in seed0.items()}}}
 
 
 # ------------------------------------------------------------------------------------------------ outputs
@@ -509,18 +666,27 @@ def _settings(settings: dict) -> str:
 
 def markdown(full: dict) -> str:
     split, rows = full["split"], full["rows"]
-    lines = [f"Command: `{full['command']}`", "",
-             f"Test: {split['test_problems']} problems x {full['samples_per_prompt']} samples at temperature 1, T=5; "
-             f"seeds {', '.join(map(str, full['seeds']))} (mean ± sample std). Settings chosen on "
-             f"{split['dev_problems']} dev problems; {split['train_problems']} training problems x 8. Cost: rollouts + "
-             "updates (start-up and validation excluded); tokens are response tokens generated for training.", "",
-             "## Verdicts (test solved≤5, 95% CI)", "", "| difference | mean | 95% CI | interval | n | verdict |",
-             "|---|---|---|---|---|---|"]
+    regime = full.get("regime") or {"name": "main"}
+    where = ("Settings chosen on "
+             f"{split['dev_problems']} dev problems" if full["tuning"] is not None else
+             "Settings: those the main protocol chose on dev (docs/comparison)")
+    lines = [f"Command: `{full['command']}`", ""]
+    if regime["name"] != "main":
+        lines += [f"Regime **{regime['name']}**: {regime['about']}. Every job adds `{' '.join(regime['overrides'])}`.",
+                  ""]
+    lines += [f"Test: {split['test_problems']} problems x {full['samples_per_prompt']} samples at temperature 1, T=5; "
+              f"seeds {', '.join(map(str, full['seeds']))} (mean ± sample std). {where}; {split['train_problems']} "
+              "training problems x 8. Cost: rollouts + updates (start-up and validation excluded); tokens are response "
+              "tokens generated for training.", "",
+              "## Verdicts (test solved≤5, 95% CI)", "", "| difference | mean | 95% CI | interval | n | verdict |",
+              "|---|---|---|---|---|---|"]
     for name, d in full["differences"].items():
         ci = f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" if d["ci95"] else "–"
         lines.append(f"| {d['methods'][0]} − {d['methods'][1]} | {d['mean']:+.3f} | {ci} | "
                      f"{'paired' if d['paired'] else 'Welch'} | {d['n']} | {d['verdict']} |")
-    lines += ["", f"Best GRPO on dev: {full['best_grpo']}.", "", "## Test", "",
+    if full["best_grpo"]:
+        lines += ["", f"GRPO variant: {full['best_grpo']} (the better one on dev)."]
+    lines += ["", "## Test", "",
               "| method | chosen setting | solved≤1 | solved≤5 | non-repeat | step 0 solved≤5 | wall-clock (s) | "
               "rollout tokens | job wall (s) |", "|---|---|---|---|---|---|---|---|---|"]
     for name, values in rows.items():
@@ -529,26 +695,46 @@ def markdown(full: dict) -> str:
         cells += [_fmt([r[k] for r in (protocol.timed(values) if k in protocol.WALL_METRICS else values)], 0)
                   for k in ("wall_s", "rollout_tokens", "job_wall_s")]
         lines.append(f"| {name} | {_settings(full['chosen'].get(name, {})) or '–'} | " + " | ".join(cells) + " |")
-    ratio = full["drift_vs_grpo"]
     lines += ["", timing_line(full["timing"])]
-    lines += ["", f"DRIFT vs {ratio['grpo_variant']} (target: its mean test solved≤5, "
-              f"{ratio['target_solved_within_5']:.3f}): " + (
-                  f"wall-clock ratio {ratio['wall_ratio']:.2f}, token ratio {ratio['token_ratio']:.2f}."
-                  if ratio["wall_ratio"] is not None else "DRIFT's mean does not reach it (no cost ratio)."),
-              f"Share of a GRPO step spent generating ({full['best_grpo']}, test runs): "
-              f"{full['grpo_rollout_share']:.2f}.", "", "## Tuning on dev", ""]
-    if full["reference_dev_solved_within_5"] is not None:
-        lines += [f"Reference policy on dev: solved≤5 {full['reference_dev_solved_within_5']:.3f}.", ""]
-    for method, entries in full["tuning"].items():
-        cost = full["tuning_cost"][method]
-        lines += [f"**{method}** (tuning cost: {cost['wall_s']:.0f} s, {cost['rollout_tokens']:.0f} rollout tokens)",
-                  "", "| setting | dev solved≤5 | chosen |", "|---|---|---|"]
-        for entry in entries:
-            mark = "✓" if entry["settings"] == full["chosen"][method] else ""
-            lines.append(f"| {_settings(entry['settings'])} | {entry['dev_solved_within_5']:.3f} | {mark} |")
+    ratio = full["drift_vs_grpo"]
+    if ratio:
+        lines += ["", f"DRIFT vs {ratio['grpo_variant']} (target: its mean test solved≤5, "
+                  f"{ratio['target_solved_within_5']:.3f}): " + (
+                      f"wall-clock ratio {ratio['wall_ratio']:.2f}, token ratio {ratio['token_ratio']:.2f}."
+                      if ratio["wall_ratio"] is not None else "DRIFT's mean does not reach it (no cost ratio)."),
+                  f"Share of a GRPO step spent generating ({full['best_grpo']}, test runs): "
+                  f"{full['grpo_rollout_share']:.2f}."]
+    if full["tuning"] is not None:
+        lines += ["", "## Tuning on dev", ""]
+        if full["reference_dev_solved_within_5"] is not None:
+            lines += [f"Reference policy on dev: solved≤5 {full['reference_dev_solved_within_5']:.3f}.", ""]
+        for method, entries in full["tuning"].items():
+            cost = full["tuning_cost"][method]
+            lines += [f"**{method}** (tuning cost: {cost['wall_s']:.0f} s, {cost['rollout_tokens']:.0f} rollout "
+                      "tokens)", "", "| setting | dev solved≤5 | chosen |", "|---|---|---|"]
+            for entry in entries:
+                mark = "✓" if entry["settings"] == full["chosen"][method] else ""
+                lines.append(f"| {_settings(entry['settings'])} | {entry['dev_solved_within_5']:.3f} | {mark} |")
+            lines.append("")
+    else:
         lines.append("")
     lines += weight_health_lines(full["weight_health"]) + non_repeat_lines(full["non_repeat"])
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + retry_lines(full.get("retry"))) + "\n"
+
+
+def retry_lines(study: dict | None) -> list[str]:
+    """Retry success per environment: does informative feedback change it?"""
+    if not study:
+        return []
+    envs = study["envs"]
+    lines = ["", f"## Retry success by environment (seed 0's test policies; Hugging Face sampling, test problems x "
+             f"{study['samples_per_problem']})", "",
+             "| policy | " + " | ".join(f"{env}: solved≤1 | solved≤5" for env in envs) +
+             f" | {envs[-1]} − {envs[0]} (solved≤5) |", "|---|" + "---|---|" * len(envs) + "---|"]
+    for name, by_env in study["models"].items():
+        cells = [f"{by_env[env][0]:.3f} | {by_env[env][-1]:.3f}" for env in envs]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {by_env[envs[-1]][-1] - by_env[envs[0]][-1]:+.3f} |")
+    return lines
 
 
 def timing_line(timing: dict) -> str:
@@ -600,7 +786,7 @@ def plot_frontier(full: dict, out: Path) -> None:
     fig, panels = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     for panel, cost, label in zip(panels, ("rollout_tokens", "wall_s"),
                                   ("rollout tokens", "wall-clock of rollouts + updates (s)")):
-        for method in METHODS:
+        for method in full["methods"]:
             curve = full["frontier"][method]
             panel.errorbar([p[cost] for p in curve], [p["solved_within_5"] for p in curve],
                            yerr=[p["solved_within_5_std"] for p in curve], marker="o" if len(curve) > 1 else "*",
@@ -609,6 +795,9 @@ def plot_frontier(full: dict, out: Path) -> None:
                       label="reference")
         panel.set(xlabel=label, title=f"Test solved≤5 vs {label.split(' of')[0]}")
     panels[0].set_ylabel(f"solved within 5 (mean over {len(full['seeds'])} seeds)")
+    regime = (full.get("regime") or {}).get("name", "main")
+    if regime != "main":
+        fig.suptitle(f"regime {regime}")
     panels[1].legend(fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -620,27 +809,35 @@ def plot_frontier(full: dict, out: Path) -> None:
 # ------------------------------------------------------------------------------------------------ dry run and CLI
 def dry_run(args) -> None:
     """The planned runs, done or to do, and their count, without running anything."""
-    store = load(args, store_run())
-    folder = store["store"]["folder"] if store else "<store>"
-    dev = dev_runs(args, folder)
-    results = [load(args, run) for run in dev]
-    print(f"dev phase: {len(dev)} jobs ({sum(r is not None for r in results)} done), validation on all dev problems x "
-          f"{args.dev_samples} samples, training seed {DEV_SEED}")
-    for run, result in zip(dev, results):
-        _plan_line(result is not None, run.method, _settings(run.settings) or "the reference's rollouts", run.name)
-    chosen = chosen_settings(by_method(results[1:]), store) if all(results) else None
-    print(f"test phase: {1 + len(METHODS) * args.seeds} jobs, validation on all test problems x {TEST_SAMPLES} "
+    methods = args.plan.methods
+    print(f"regime {args.regime.name}: {args.regime.about}" + (f" (adds {' '.join(args.regime.argv)})"
+                                                               if args.regime.argv else ""))
+    dev, chosen = [], None
+    if args.regime.grids is not None:
+        store = load(args, store_run("dev", args.regime.argv))
+        folder = store["store"]["folder"] if store else "<store>"
+        dev = dev_runs(args, folder)
+        results = [load(args, run) for run in dev]
+        print(f"dev phase: {len(dev)} jobs ({sum(r is not None for r in results)} done), validation on all dev "
+              f"problems x {args.dev_samples} samples, training seed {DEV_SEED}")
+        for run, result in zip(dev, results):
+            _plan_line(result is not None, run.method, _settings(run.settings) or "the reference's rollouts", run.name)
+        chosen = chosen_settings(by_method(results[1:], methods), store, args.plan) if all(results) else None
+    else:
+        chosen = chosen_for(args)[2]
+        print("no dev phase: the main protocol's chosen settings")
+    print(f"test phase: {1 + len(methods) * args.seeds} jobs, validation on all test problems x {TEST_SAMPLES} "
           f"samples, seeds {' '.join(map(str, range(args.seeds)))}")
-    test_store = load(args, store_run("test"))
+    test_store = load(args, store_run("test", args.regime.argv))
     _plan_line(test_store is not None, "store", "the reference's rollouts for the test runs", "test-store")
     if chosen:
         for run in test_runs(args, test_store["store"]["folder"] if test_store else "<test store>", chosen):
             _plan_line(load(args, run) is not None, run.method, f"seed {run.seed}  {_settings(run.settings)}", run.name)
     else:
-        for method in METHODS:
+        for method in methods:
             for seed in range(args.seeds):
                 _plan_line(False, method, f"seed {seed}  the setting chosen on dev", "")
-    tests = 1 + len(METHODS) * args.seeds
+    tests = 1 + len(methods) * args.seeds
     print(f"estimated: {len(dev) + tests} jobs ({len(dev)} dev + {tests} test)")
 
 
@@ -648,16 +845,23 @@ def _plan_line(done: bool, method: str, what: str, name: str) -> None:
     print(f"  [{'done' if done else 'todo'}] {method:<13} {what}" + (f"  ({name})" if name else ""))
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--phase", choices=("dev", "test", "report", "all"), default="all")
+    parser.add_argument("--regime", choices=sorted(REGIMES), default="main",
+                        help="main, or the protocol on another task or reward (" +
+                        "; ".join(f"{r.name}: {r.about}" for r in REGIMES.values() if r.name != "main") + ")")
     parser.add_argument("--dry-run", action="store_true", help="print the planned runs and their count; run nothing")
-    parser.add_argument("--out", type=Path, help="default: docs/comparison (--smoke: runs/compare-smoke)")
+    parser.add_argument("--out", type=Path, help="default: docs/comparison, a regime's docs/comparison/regimes/<name> "
+                        "(--smoke: runs/compare-smoke)")
+    parser.add_argument("--main-out", type=Path, default=Path("docs/comparison"),
+                        help="the main protocol's outputs: a regime reads its chosen settings there and adds its own "
+                        "summary to its summary.json")
     parser.add_argument("--runs", type=Path, help="finished runs' results (default: <out>/runs, committed)")
-    parser.add_argument("--workdir", type=Path, help="stores, checkpoints, logs (default: runs/compare; --smoke: "
-                        "runs/compare-smoke/work)")
+    parser.add_argument("--workdir", type=Path, help="stores, checkpoints, logs (default: runs/compare, a regime's "
+                        "runs/compare/regimes/<name>; --smoke: runs/compare-smoke/work)")
     parser.add_argument("--grid-points", type=int, default=4, help="G: grid points per method, the same for all")
-    parser.add_argument("--seeds", type=int, default=MIN_SEEDS, help="test seeds 0..S-1")
+    parser.add_argument("--seeds", type=int, help=f"test seeds 0..S-1 (default: {MIN_SEEDS}; a regime's own)")
     parser.add_argument("--smoke", action="store_true",
                         help=f"a trial run: fewer than {MIN_SEEDS} seeds allowed, outputs kept out of docs/")
     parser.add_argument("--dev-samples", type=int, choices=(8, 16), default=8, help="samples per dev problem")
@@ -665,14 +869,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grpo-dev-freq", type=int, default=16, help="GRPO validates on dev every this many steps")
     parser.add_argument("--job-timeout", type=int, default=4 * 3600, help="seconds per job")
     parser.add_argument("--skip-non-repeat", action="store_true")
-    args = parser.parse_args(argv)
-    if args.seeds < MIN_SEEDS and not args.smoke:
-        parser.error(f"--seeds {args.seeds}: the protocol needs at least {MIN_SEEDS} (--smoke for a trial run)")
-    args.out = args.out or Path("runs/compare-smoke" if args.smoke else "docs/comparison")
+    return parser
+
+
+def finish(args: argparse.Namespace) -> argparse.Namespace:
+    """Defaults that depend on the regime: its folders and seeds."""
+    args.regime = REGIMES[args.regime]
+    main = args.regime.name == "main"
+    args.seeds = args.seeds if args.seeds is not None else args.regime.seeds
+    default_out = Path("docs/comparison") if main else Path("docs/comparison/regimes") / args.regime.name
+    default_work = Path("runs/compare") if main else Path("runs/compare/regimes") / args.regime.name
+    args.out = args.out or (Path("runs/compare-smoke") / ("" if main else args.regime.name) if args.smoke
+                            else default_out)
     args.runs = args.runs or args.out / "runs"
-    args.workdir = (args.workdir or Path("runs/compare-smoke/work" if args.smoke else "runs/compare")).resolve()
+    args.workdir = (args.workdir or (Path("runs/compare-smoke/work") / ("" if main else args.regime.name)
+                                     if args.smoke else default_work)).resolve()
+    args.plan = args.regime.plan
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    cli = parser()
+    args = finish(cli.parse_args(argv))
+    if args.seeds < args.regime.seeds and not args.smoke:
+        cli.error(f"--seeds {args.seeds}: the {args.regime.name} protocol needs at least {args.regime.seeds} (--smoke "
+                  "for a trial run)")
     command = "python scripts/compare.py " + " ".join(argv if argv is not None else sys.argv[1:])
     try:
+        args.plan = resolve_plan(args)
         if args.dry_run:
             dry_run(args)
             return 0

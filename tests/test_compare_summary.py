@@ -410,7 +410,9 @@ def test_the_test_runs_train_on_the_test_store_kept_beside_the_results(tmp_path)
     (tmp_path / "work" / "test-stores" / "abc" / "manifest.json").write_text('{"changed": 1}')
     with pytest.raises(protocol.ProtocolError, match="not the store the recorded results trained on"):
         compare.verified_store(args, test_store)
-    runs = {run.method: run for run in compare.test_runs(argparse.Namespace(seeds=1), "abc", study()[2])}
+    main = compare.REGIMES["main"]
+    runs = {run.method: run for run in compare.test_runs(argparse.Namespace(seeds=1, regime=main, plan=main.plan),
+                                                         "abc", study()[2])}
     assert "drift.store={workdir}/test-stores/abc" in runs["drift"].argv
     assert "drift.store_dir={workdir}/test-stores" in runs["drift_rounds"].argv
     dev, test, _ = study()
@@ -442,7 +444,8 @@ def test_a_seed_0_test_result_is_measured_once_and_never_trained_again_for_it(tm
     """The non-repeat measure is taken from a finished seed-0 test run's checkpoint and kept in its result; a result
     without it, whose checkpoint is gone, names the file to delete instead of training again."""
     monkeypatch.setattr(compare, "run_job", lambda *a, **k: pytest.fail("a job was started"))
-    args = argparse.Namespace(runs=tmp_path, workdir=tmp_path / "work", skip_non_repeat=False, out=tmp_path)
+    args = argparse.Namespace(runs=tmp_path, workdir=tmp_path / "work", skip_non_repeat=False, out=tmp_path,
+                              regime=compare.REGIMES["main"])
     run = compare.Run("test-drift-x-seed0", "test", "drift", 0, {}, "test", 16, ["-m", "drift_verl.main"])
     (tmp_path / f"{run.name}.json").write_text(json.dumps({"name": run.name, "argv": run.argv}))
     with pytest.raises(protocol.ProtocolError, match="test-drift-x-seed0.json: no non-repeat measurement"):
@@ -453,3 +456,95 @@ def test_a_seed_0_test_result_is_measured_once_and_never_trained_again_for_it(tm
     monkeypatch.setattr(compare, "non_repeat_of", lambda model, store: {"model": str(model), "non_repeat": 0.7})
     assert compare.execute(args, run, None)["non_repeat"] == {"model": str(weights), "non_repeat": 0.7}
     assert json.loads((tmp_path / f"{run.name}.json").read_text())["non_repeat"]["non_repeat"] == 0.7
+
+
+# ------------------------------------------------------------------------------------------------ regimes
+def write_main_dev(out, best: str = "grpo_turn") -> None:
+    """The main protocol's finished dev phase as its runs record it (the planned commands, the recordings'
+    metrics): ``best`` is the better GRPO variant on dev."""
+    main = compare.finish(compare.parser().parse_args(["--out", str(out)]))
+    (out / "runs").mkdir(parents=True)
+    (out / "runs" / "store.json").write_text(json.dumps({**STORE, "name": "store", "phase": "dev",
+                                                         "argv": compare.store_run().argv}))
+    for index, run in enumerate(compare.dev_runs(main, STORE["store"]["folder"])[1:]):
+        if run.method in protocol.GRPO:
+            score = 0.70 + 0.001 * index + (0.05 if run.method == best else 0.0)
+            result = variant(BASES["grpo_dev"], run.method, "dev", 100, run.settings, {8: score, 16: score - 0.01})
+        else:
+            base, last = (BASES["rounds"], 16) if run.method == "drift_rounds" else (BASES["offline"], 8)
+            result = variant(base, run.method, "dev", 100, run.settings, {last: 0.6 + 0.001 * index})
+        result.update(name=run.name, argv=run.argv)
+        (out / "runs" / f"{run.name}.json").write_text(json.dumps(result))
+
+
+def test_the_recorded_comparison_still_matches_the_planned_commands(capsys):
+    """docs/comparison's results were made by the commands the main protocol plans today: a change to the plan
+    that altered them would make the test phase refuse (or rerun) finished runs."""
+    assert compare.main(["--dry-run", "--out", str(REPO / "docs" / "comparison"),
+                         "--main-out", str(REPO / "docs" / "comparison")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("[done]") >= 26 and "regime main" in out  # the store and every dev grid point at least
+
+
+@pytest.mark.parametrize("name", ["informative", "informative_graded"])
+def test_a_regime_runs_the_main_protocols_choices_with_its_overrides(tmp_path, capsys, monkeypatch, name):
+    monkeypatch.setattr(compare, "run_job", lambda *a, **k: pytest.fail("a job was started"))
+    write_main_dev(tmp_path / "main")
+    argv = ["--regime", name, "--main-out", str(tmp_path / "main"), "--out", str(tmp_path / name),
+            "--workdir", str(tmp_path / "work")]
+    assert compare.main(["--dry-run", *argv]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("  [todo]")]
+    methods = {"informative": ["sft_rejection", "drift", "grpo_turn"], "informative_graded": ["sft_rejection", "drift"]}
+    assert [line[1] for line in lines] == ["store"] + [m for m in methods[name] for _ in range(3)]
+    args = compare.finish(compare.parser().parse_args(argv))
+    args.plan = compare.resolve_plan(args)
+    _, _, chosen = compare.chosen_for(args)
+    main_chosen, best = compare.main_choice(args)
+    assert best == "grpo_turn" and chosen == {m: main_chosen[m] for m in methods[name]}
+    runs = [compare.store_run("test", args.regime.argv), *compare.test_runs(args, "abc", chosen)]
+    graded = ("reward.custom_reward_function.path=pkg://reward_fns.distance", "drift.partial_credit=0.5")
+    for run in runs:
+        assert "task=tiny_informative" in run.argv
+        assert all((o in run.argv) == (name == "informative_graded") for o in graded)
+    assert not (tmp_path / "work").exists() and not (tmp_path / name).exists()
+    # the main protocol's own commands carry no override
+    main = compare.finish(compare.parser().parse_args(["--out", str(tmp_path / "main")]))
+    assert not any("task=" in a for run in compare.test_runs(main, "abc", main_chosen) for a in run.argv)
+
+
+def test_a_regime_without_tuning_reports_its_differences_retry_and_lands_in_the_main_summary(tmp_path):
+    dev, test, chosen = study()
+    plan = protocol.Plan(("sft_rejection", "drift", "grpo_turn"), {
+        "drift_minus_sft_rejection": ("drift", "sft_rejection"), "drift_minus_best_grpo": ("drift", protocol.BEST_GRPO)})
+    test = {m: test[m] for m in plan.methods}
+    chosen = {m: chosen[m] for m in plan.methods}
+    full = protocol.report(None, test, None, SPLIT, HEALTH, STORE, plan, chosen)
+    assert full["best_grpo"] == "grpo_turn" and set(full["rows"]) == {"reference", *plan.methods}
+    assert full["differences"]["drift_minus_sft_rejection"]["paired"]
+    assert full["differences"]["drift_minus_best_grpo"]["methods"] == ["drift", "grpo_turn"]
+    summary = protocol.summary(full)
+    assert summary["tuning"] is None and summary["tuning_cost"] is None and summary["drift_vs_grpo"] is not None
+    assert set(summary["methods"]) == {"reference", *plan.methods}
+
+    graded = protocol.Plan(("sft_rejection", "drift"), {"drift_minus_sft_rejection": ("drift", "sft_rejection")})
+    full = protocol.report(None, {m: test[m] for m in graded.methods}, None, SPLIT, HEALTH, STORE, graded, chosen)
+    assert full["drift_vs_grpo"] is None and full["grpo_rollout_share"] is None
+    full.update(command="python scripts/compare.py --regime informative", non_repeat=None,
+                regime={"name": "informative", "about": "higher_lower", "overrides": ["task=tiny_informative"]},
+                retry={"samples_per_problem": 8, "envs": ["try_again", "higher_lower"],
+                       "models": {"reference": {"try_again": [0.25, 0.4, 0.5, 0.6, 0.70],
+                                                "higher_lower": [0.25, 0.43, 0.57, 0.68, 0.75]}}})
+    full["weight_health"] = {**HEALTH, "settings": chosen["drift"], "store": STORE["store"],
+                             "step_weight_sum_per_row": {}}
+    text = compare.markdown(full)
+    assert "Regime **informative**" in text and "main protocol chose on dev" in text and "Tuning on dev" not in text
+    assert "| reference | 0.250 | 0.700 | 0.250 | 0.750 | +0.050 |" in text
+    compare.plot_frontier(full, tmp_path / "frontier.png")
+
+    (tmp_path / "main").mkdir()
+    (tmp_path / "main" / "summary.json").write_text(json.dumps({"methods": {}}))
+    compare.add_to_main_summary(tmp_path / "main", "informative", {"methods": {"drift": 1}})
+    (tmp_path / "main" / "regimes" / "informative").mkdir(parents=True)
+    (tmp_path / "main" / "regimes" / "informative" / "summary.json").write_text(json.dumps({"methods": {"drift": 1}}))
+    assert json.loads((tmp_path / "main" / "summary.json").read_text())["regimes"] == {
+        "informative": {"methods": {"drift": 1}}} == compare.regime_summaries(tmp_path / "main")

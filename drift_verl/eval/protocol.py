@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,7 +29,6 @@ SINGLE_ROUND = ("sft_uniform", "sft_rejection", "drift")  # one weighted-SFT rou
 GRPO = ("grpo", "grpo_turn")
 METHODS = (*SINGLE_ROUND, "drift_rounds", *GRPO)
 SHARED_STORE = (*SINGLE_ROUND, "drift_rounds")  # round 0 trains on the shared store of the reference's rollouts
-ROWS = ("reference", *METHODS)
 SUMMARY_METRICS = ("solved_within_1", "solved_within_5", "non_repeat", "step0_solved_within_5", "wall_s",
                    "rollout_tokens")
 WALL_METRICS = ("wall_s", "job_wall_s")  # averaged over the runs that had the machine alone (:func:`timed`)
@@ -40,6 +40,22 @@ DIFFERENCES = {"drift_minus_sft_rejection": ("drift", "sft_rejection"),
 NO_DIFFERENCE = "no difference measurable at this n"
 KEPT_PREFIXES = ("drift/rollout/", "drift/weights/", "timing_s/")
 KEPT_KEYS = ("drift/update/step_s", "drift/round", "response_length/mean", "critic/score/mean")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one comparison compares: its methods, the differences it reports (``BEST_GRPO`` stands for the better
+    GRPO variant on dev, or the one GRPO of the methods), the method whose test runs validate step 0 (the
+    reference's row) and the method the cost ratio to GRPO is measured for. The main protocol compares all; a
+    regime of ``scripts/compare.py`` may compare fewer."""
+
+    methods: tuple[str, ...] = METHODS
+    differences: dict = field(default_factory=lambda: dict(DIFFERENCES))
+    reference_from: str = "drift"
+    drift: str = "drift"
+
+
+MAIN = Plan()
 
 
 class ProtocolError(ValueError):
@@ -153,14 +169,15 @@ def tuning_entry(result: dict, store: dict | None) -> dict:
             "dev_curve": [[p["step"], p["solved_within_5"]] for p in trained]}
 
 
-def reference_dev(dev: dict[str, list[dict]]) -> float | None:
-    """The reference's dev solved-within-5: the first DRIFT grid point validates before training."""
-    step, metrics = validation_points(dev["drift"][0])[0]
+def reference_dev(dev: dict[str, list[dict]], plan: Plan = MAIN) -> float | None:
+    """The reference's dev solved-within-5: the first grid point of ``plan.reference_from`` validates before
+    training."""
+    step, metrics = validation_points(dev[plan.reference_from][0])[0]
     return metrics["solved_within_5"] if step == 0 else None
 
 
-def tuning(dev: dict[str, list[dict]], store: dict | None) -> dict[str, list[dict]]:
-    return {method: [tuning_entry(r, store) for r in dev[method]] for method in METHODS}
+def tuning(dev: dict[str, list[dict]], store: dict | None, plan: Plan = MAIN) -> dict[str, list[dict]]:
+    return {method: [tuning_entry(r, store) for r in dev[method]] for method in plan.methods}
 
 
 def choose(entries: list[dict]) -> dict:
@@ -168,9 +185,13 @@ def choose(entries: list[dict]) -> dict:
     return max(entries, key=lambda e: e["dev_solved_within_5"])
 
 
-def best_grpo(chosen_entries: dict[str, dict]) -> str:
-    """The better GRPO variant on dev (``grpo`` among equals): the one DRIFT is measured against."""
-    return max(GRPO, key=lambda m: chosen_entries[m]["dev_solved_within_5"])
+def best_grpo(chosen_entries: dict[str, dict]) -> str | None:
+    """The better GRPO variant on dev (``grpo`` among equals): the one DRIFT is measured against; the only one,
+    when a plan has one (None: none)."""
+    variants = [m for m in GRPO if m in chosen_entries]
+    if len(variants) == 1 or not variants:
+        return variants[0] if variants else None
+    return max(variants, key=lambda m: chosen_entries[m]["dev_solved_within_5"])
 
 
 def tuning_cost(method: str, results: list[dict], store: dict | None) -> dict:
@@ -233,10 +254,10 @@ def seed_row(result: dict, store: dict | None, step0: float) -> dict:
             "machine_shared": bool(result.get("machine_shared"))}
 
 
-def step0_by_seed(test: dict[str, list[dict]]) -> dict[int, dict]:
-    """The reference's test scores per seed: the step-0 validation of that seed's DRIFT run."""
+def step0_by_seed(test: dict[str, list[dict]], plan: Plan = MAIN) -> dict[int, dict]:
+    """The reference's test scores per seed: the step-0 validation of that seed's ``plan.reference_from`` run."""
     found = {}
-    for result in test["drift"]:
+    for result in test[plan.reference_from]:
         step, metrics = validation_points(result)[0]
         if step != 0:
             raise ProtocolError(f"{result['name']}: no step-0 validation (the reference's test score)")
@@ -244,13 +265,13 @@ def step0_by_seed(test: dict[str, list[dict]]) -> dict[int, dict]:
     return found
 
 
-def seed_rows(test: dict[str, list[dict]], store: dict | None) -> dict[str, list[dict]]:
+def seed_rows(test: dict[str, list[dict]], store: dict | None, plan: Plan = MAIN) -> dict[str, list[dict]]:
     """Per method, one row per test seed (the reference: its step-0 scores, at no cost)."""
-    references = step0_by_seed(test)
+    references = step0_by_seed(test, plan)
     rows = {"reference": [{"seed": seed, **_solved_within(m), "non_repeat": m["non_repeat_ratio"],
                            "step0_solved_within_5": m["solved_within_5"], "wall_s": 0.0, "rollout_tokens": 0.0,
                            "job_wall_s": 0.0, "machine_shared": False} for seed, m in sorted(references.items())]}
-    for method in METHODS:
+    for method in plan.methods:
         rows[method] = []
         for result in test[method]:
             first_step, first = validation_points(result)[0]
@@ -260,13 +281,14 @@ def seed_rows(test: dict[str, list[dict]], store: dict | None) -> dict[str, list
 
 
 # ---------------------------------------------------------------------------------------------- frontier and cost
-def frontier(test: dict[str, list[dict]], store: dict | None, rows: dict[str, list[dict]]) -> dict[str, list[dict]]:
+def frontier(test: dict[str, list[dict]], store: dict | None, rows: dict[str, list[dict]],
+             plan: Plan = MAIN) -> dict[str, list[dict]]:
     """Test solved-within-5 against cost, mean over seeds (``std`` for error bars), at every trained validation
     the seeds share: GRPO's steps, iterative DRIFT's rounds, one point for the single-round methods; the
     reference at no cost. Wall-clock is the mean over the :func:`timed` seeds."""
     result = {"reference": [{"rollout_tokens": 0.0, "wall_s": 0.0,
                              "solved_within_5": mean_std([r["solved_within_5"] for r in rows["reference"]])["mean"]}]}
-    for method in METHODS:
+    for method in plan.methods:
         per_seed = [{p["step"]: p for p in trained_points(r, store)} for r in test[method]]
         clocked = [{p["step"]: p for p in trained_points(r, store)} for r in timed(test[method])]
         shared = sorted(set.intersection(*(set(s) for s in per_seed)))
@@ -295,12 +317,14 @@ def cost_to_reach(curve: list[dict], target: float) -> dict | None:
     return next((p for p in curve if p["solved_within_5"] >= target - 1e-9), None)
 
 
-def drift_vs_grpo(rows: dict[str, list[dict]], curves: dict[str, list[dict]], grpo: str) -> dict:
+def drift_vs_grpo(rows: dict[str, list[dict]], curves: dict[str, list[dict]], grpo: str,
+                  drift_method: str = "drift") -> dict:
     """DRIFT's cost over the chosen GRPO's cost to reach that GRPO's mean test solved-within-5 (its mean curve's
     first point at or above it); null ratios when DRIFT's mean does not reach it."""
     target = statistics.fmean(r["solved_within_5"] for r in rows[grpo])
-    drift = {key: statistics.fmean(r[key] for r in rows["drift"]) for key in ("solved_within_5", "rollout_tokens")}
-    drift["wall_s"] = statistics.fmean(r["wall_s"] for r in timed(rows["drift"]))
+    drift = {key: statistics.fmean(r[key] for r in rows[drift_method]) for key in ("solved_within_5",
+                                                                                  "rollout_tokens")}
+    drift["wall_s"] = statistics.fmean(r["wall_s"] for r in timed(rows[drift_method]))
     reached = cost_to_reach(curves[grpo], target)
     ok = drift["solved_within_5"] >= target - 1e-9 and reached is not None
     return {"target_solved_within_5": target, "grpo_variant": grpo,
@@ -308,16 +332,17 @@ def drift_vs_grpo(rows: dict[str, list[dict]], curves: dict[str, list[dict]], gr
             "token_ratio": drift["rollout_tokens"] / reached["rollout_tokens"] if ok else None}
 
 
-def timing(dev: dict[str, list[dict]], rows: dict[str, list[dict]]) -> dict:
+def timing(dev: dict[str, list[dict]] | None, rows: dict[str, list[dict]], plan: Plan = MAIN) -> dict:
     """Which runs' wall-clock the report uses: per method the test seeds that had the machine alone (all seeds,
     flagged, when none did), and the dev runs that shared it (the tuning cost sums them as measured)."""
     per_method = {}
-    for method in METHODS:
+    for method in plan.methods:
         alone = [r["seed"] for r in rows[method] if not r["machine_shared"]]
         per_method[method] = {"wall_clock_seeds": alone or [r["seed"] for r in rows[method]],
                               "every_run_shared_the_machine": not alone}
     return {"test": per_method,
-            "dev_machine_shared": sorted(r["name"] for runs in dev.values() for r in runs if r.get("machine_shared"))}
+            "dev_machine_shared": sorted(r["name"] for runs in (dev or {}).values() for r in runs
+                                         if r.get("machine_shared"))}
 
 
 # ---------------------------------------------------------------------------------------------- weight health
@@ -372,60 +397,68 @@ def check_store(store: dict, results: Iterable[dict]) -> None:
             "store, or restore the store they were trained on together with its own result (store.json)")
 
 
-def check_chosen(test: dict[str, list[dict]], chosen: dict[str, dict]) -> None:
+def check_chosen(test: dict[str, list[dict]], chosen: dict[str, dict], plan: Plan = MAIN) -> None:
     """Every test result is of its method's chosen setting (the test split is spent on nothing else)."""
-    stray = sorted(r["name"] for m in METHODS for r in test[m] if r["settings"] != chosen[m])
+    stray = sorted(r["name"] for m in plan.methods for r in test[m] if r["settings"] != chosen[m])
     if stray:
         raise ProtocolError(f"test results of settings not chosen on dev: {', '.join(stray)}")
 
 
-def report(dev: dict[str, list[dict]], test: dict[str, list[dict]], store: dict, split: dict,
-           health: dict | None, test_store: dict | None = None) -> dict:
-    """Everything the comparison reports (comparison.json), from the dev and test results of every method, the
-    results of the stores their offline runs trained on (``test_store``: the test phase's own; default the dev
-    store), the split sizes and the weight health (:func:`summary` keeps the fixed schema)."""
+def report(dev: dict[str, list[dict]] | None, test: dict[str, list[dict]], store: dict | None, split: dict,
+           health: dict | None, test_store: dict | None = None, plan: Plan = MAIN,
+           chosen: dict[str, dict] | None = None) -> dict:
+    """Everything the comparison reports (comparison.json), from the dev and test results of every method of the
+    plan, the results of the stores their offline runs trained on (``test_store``: the test phase's own; default
+    the dev store), the split sizes and the weight health (:func:`summary` keeps the fixed schema). A regime that
+    runs settings chosen elsewhere passes ``chosen`` and no dev results: it has no tuning of its own."""
     test_store = test_store or store
-    check_store(store, [r for runs in dev.values() for r in runs])
     check_store(test_store, [r for runs in test.values() for r in runs])
-    entries = tuning(dev, store)
-    chosen_entries = {method: choose(entries[method]) for method in METHODS}
-    chosen = {method: entry["settings"] for method, entry in chosen_entries.items()}
-    check_chosen(test, chosen)
-    grpo = best_grpo(chosen_entries)
-    rows = seed_rows(test, test_store)
-    curves = frontier(test, test_store, rows)
-    sides = {**{m: m for m in METHODS}, BEST_GRPO: grpo}
+    entries = None
+    if dev is not None:
+        check_store(store, [r for runs in dev.values() for r in runs])
+        entries = tuning(dev, store, plan)
+        chosen_entries = {method: choose(entries[method]) for method in plan.methods}
+        chosen = {method: entry["settings"] for method, entry in chosen_entries.items()}
+        grpo = best_grpo(chosen_entries)
+    else:
+        grpo = best_grpo({m: {} for m in plan.methods})
+    check_chosen(test, chosen, plan)
+    rows = seed_rows(test, test_store, plan)
+    curves = frontier(test, test_store, rows, plan)
+    sides = {**{m: m for m in plan.methods}, BEST_GRPO: grpo}
     differences = {}
-    for name, (a, b) in DIFFERENCES.items():
+    for name, (a, b) in plan.differences.items():
         a, b = sides[a], sides[b]
         key_a = order_key(a, chosen[a], test[a][0].get("store"))
         paired = key_a is not None and key_a == order_key(b, chosen[b], test[b][0].get("store")) and (
             sorted(r["seed"] for r in rows[a]) == sorted(r["seed"] for r in rows[b]))
         differences[name] = {**difference(rows[a], rows[b], paired), "methods": [a, b]}
-    return {"split": split, "samples_per_prompt": test["drift"][0]["val_samples"],
-            "seeds": sorted(r["seed"] for r in rows["drift"]), "store": store["store"],
-            "test_store": test_store["store"],
-            "tuning": entries, "reference_dev_solved_within_5": reference_dev(dev), "chosen": chosen, "best_grpo": grpo,
-            "tuning_cost": {m: tuning_cost(m, dev[m], store) for m in METHODS},
+    first = test[plan.reference_from]
+    return {"split": split, "samples_per_prompt": first[0]["val_samples"], "methods": list(plan.methods),
+            "seeds": sorted(r["seed"] for r in rows[plan.reference_from]),
+            "store": store["store"] if dev is not None else None, "test_store": test_store["store"],
+            "tuning": entries, "reference_dev_solved_within_5": reference_dev(dev, plan) if dev is not None else None,
+            "chosen": chosen, "best_grpo": grpo,
+            "tuning_cost": {m: tuning_cost(m, dev[m], store) for m in plan.methods} if dev is not None else None,
             "rows": rows, "differences": differences, "frontier": curves,
-            "drift_vs_grpo": drift_vs_grpo(rows, curves, grpo),
-            "grpo_rollout_share": grpo_rollout_share(timed(test[grpo])), "weight_health": health,
-            "timing": timing(dev, rows)}
+            "drift_vs_grpo": drift_vs_grpo(rows, curves, grpo, plan.drift) if grpo else None,
+            "grpo_rollout_share": grpo_rollout_share(timed(test[grpo])) if grpo else None, "weight_health": health,
+            "timing": timing(dev, rows, plan)}
 
 
 def summary(full: dict) -> dict:
     """docs/comparison/summary.json: the fixed schema (validation_prompts and samples_per_prompt describe the
-    test split)."""
-    methods = {name: {metric: mean_std([r[metric] for r in (timed(full["rows"][name]) if metric in WALL_METRICS
-                                                           else full["rows"][name])])
-                      for metric in SUMMARY_METRICS} for name in ROWS}
+    test split). A regime's plan gives only its methods' rows; without its own tuning, ``tuning`` and
+    ``tuning_cost`` are null, and without a GRPO, ``drift_vs_grpo`` and ``grpo_rollout_share``."""
+    methods = {name: {metric: mean_std([r[metric] for r in (timed(rows) if metric in WALL_METRICS else rows)])
+                      for metric in SUMMARY_METRICS} for name, rows in full["rows"].items()}
     return {"validation_prompts": full["split"]["test_problems"], "samples_per_prompt": full["samples_per_prompt"],
             "seeds": full["seeds"], "methods": methods,
             "drift_vs_grpo": {k: full["drift_vs_grpo"][k] for k in ("target_solved_within_5", "wall_ratio",
-                                                                    "token_ratio")},
+                                                                    "token_ratio")} if full["drift_vs_grpo"] else None,
             "split": full["split"],
             "tuning": {m: [{k: e[k] for k in ("settings", "dev_solved_within_5")} for e in entries]
-                       for m, entries in full["tuning"].items()},
+                       for m, entries in full["tuning"].items()} if full["tuning"] is not None else None,
             "chosen": full["chosen"], "tuning_cost": full["tuning_cost"],
             "differences": {name: {k: d[k] for k in ("mean", "ci95", "verdict", "paired", "n")}
                             for name, d in full["differences"].items()},
