@@ -411,9 +411,10 @@ def chosen_settings(dev: dict[str, list[dict]], store: dict, plan: Plan) -> dict
 
 
 def main_protocol(args) -> argparse.Namespace:
-    """The main protocol's arguments (its defaults, its results in ``--main-out``): a regime without grids runs
-    the settings the main protocol chose on dev."""
-    main = parser().parse_args(["--out", str(args.main_out)])
+    """The main protocol's arguments (this command's grid and GRPO flags and --smoke, its results in
+    ``--main-out``): a regime without grids runs the settings the main protocol chose on dev."""
+    main = argparse.Namespace(**{**vars(args), "regime": "main", "out": args.main_out, "runs": None,
+                                 "workdir": None, "seeds": None})
     return finish(main)
 
 
@@ -548,7 +549,7 @@ def phase_report(args, command: str) -> None:
     full = protocol.report(dev, test, store, split_sizes(), health, test_store, args.plan,
                            None if dev else chosen)
     full.update(command=command, regime={"name": args.regime.name, "about": args.regime.about,
-                                         "overrides": list(args.regime.argv)},
+                                         "overrides": list(args.regime.argv), "chosen_in": str(args.main_out)},
                 non_repeat=non_repeat_study(args, test_store, test), retry=retry_study(args, test))
     summary = {**protocol.summary(full), **({"retry": full["retry"]} if full["retry"] else {})}
     if args.regime.name == "main":
@@ -669,7 +670,7 @@ def markdown(full: dict) -> str:
     regime = full.get("regime") or {"name": "main"}
     where = ("Settings chosen on "
              f"{split['dev_problems']} dev problems" if full["tuning"] is not None else
-             "Settings: those the main protocol chose on dev (docs/comparison)")
+             f"Settings: those the main protocol chose on dev ({regime.get('chosen_in')})")
     lines = [f"Command: `{full['command']}`", ""]
     if regime["name"] != "main":
         lines += [f"Regime **{regime['name']}**: {regime['about']}. Every job adds `{' '.join(regime['overrides'])}`.",
@@ -685,7 +686,8 @@ def markdown(full: dict) -> str:
         lines.append(f"| {d['methods'][0]} − {d['methods'][1]} | {d['mean']:+.3f} | {ci} | "
                      f"{'paired' if d['paired'] else 'Welch'} | {d['n']} | {d['verdict']} |")
     if full["best_grpo"]:
-        lines += ["", f"GRPO variant: {full['best_grpo']} (the better one on dev)."]
+        lines += ["", f"GRPO variant: {full['best_grpo']} (the better one on "
+                  f"{'dev' if full['tuning'] is not None else 'the main protocol’s dev'})."]
     lines += ["", "## Test", "",
               "| method | chosen setting | solved≤1 | solved≤5 | non-repeat | step 0 solved≤5 | wall-clock (s) | "
               "rollout tokens | job wall (s) |", "|---|---|---|---|---|---|---|---|---|"]
@@ -741,7 +743,8 @@ def timing_line(timing: dict) -> str:
     """Which runs the wall-clock columns average: a run that shared the 2 cores with other work is scored but not
     timed."""
     shared = {m: t for m, t in timing["test"].items() if t["every_run_shared_the_machine"]}
-    line = ("Wall-clock columns and the frontier's wall-clock: mean over the seeds that had the machine alone (" +
+    line = ("Wall-clock columns and the frontier's wall-clock: mean over the seeds that had the machine alone, "
+            "or over all seeds where none did (" +
             "; ".join(f"{m}: {', '.join(map(str, t['wall_clock_seeds']))}" for m, t in timing["test"].items()) + ").")
     if shared:
         line += f" Every run of {', '.join(shared)} shared the machine: its wall-clock is inflated."
@@ -854,9 +857,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true", help="print the planned runs and their count; run nothing")
     parser.add_argument("--out", type=Path, help="default: docs/comparison, a regime's docs/comparison/regimes/<name> "
                         "(--smoke: runs/compare-smoke)")
-    parser.add_argument("--main-out", type=Path, default=Path("docs/comparison"),
-                        help="the main protocol's outputs: a regime reads its chosen settings there and adds its own "
-                        "summary to its summary.json")
+    parser.add_argument("--main-out", type=Path,
+                        help="the main protocol's outputs (default: docs/comparison; --smoke: runs/compare-smoke): a "
+                        "regime reads its chosen settings there and adds its own summary to its summary.json")
     parser.add_argument("--runs", type=Path, help="finished runs' results (default: <out>/runs, committed)")
     parser.add_argument("--workdir", type=Path, help="stores, checkpoints, logs (default: runs/compare, a regime's "
                         "runs/compare/regimes/<name>; --smoke: runs/compare-smoke/work)")
@@ -877,13 +880,11 @@ def finish(args: argparse.Namespace) -> argparse.Namespace:
     args.regime = REGIMES[args.regime]
     main = args.regime.name == "main"
     args.seeds = args.seeds if args.seeds is not None else args.regime.seeds
-    default_out = Path("docs/comparison") if main else Path("docs/comparison/regimes") / args.regime.name
-    default_work = Path("runs/compare") if main else Path("runs/compare/regimes") / args.regime.name
-    args.out = args.out or (Path("runs/compare-smoke") / ("" if main else args.regime.name) if args.smoke
-                            else default_out)
+    args.main_out = args.main_out or Path("runs/compare-smoke" if args.smoke else "docs/comparison")
+    below = Path() if main else Path("regimes") / args.regime.name
+    args.out = args.out or args.main_out / below
     args.runs = args.runs or args.out / "runs"
-    args.workdir = (args.workdir or (Path("runs/compare-smoke/work") / ("" if main else args.regime.name)
-                                     if args.smoke else default_work)).resolve()
+    args.workdir = (args.workdir or Path("runs/compare-smoke/work" if args.smoke else "runs/compare") / below).resolve()
     args.plan = args.regime.plan
     return args
 

@@ -524,20 +524,34 @@ def test_a_regime_without_tuning_reports_its_differences_retry_and_lands_in_the_
     assert full["differences"]["drift_minus_best_grpo"]["methods"] == ["drift", "grpo_turn"]
     summary = protocol.summary(full)
     assert summary["tuning"] is None and summary["tuning_cost"] is None and summary["drift_vs_grpo"] is not None
+    full.update(command="c", non_repeat=None, retry=None, regime={"name": "informative", "about": "a",
+                                                                  "overrides": [], "chosen_in": "docs/comparison"})
+    full["weight_health"] = {**HEALTH, "settings": chosen["drift"], "store": STORE["store"],
+                             "step_weight_sum_per_row": {}}
+    assert "GRPO variant: grpo_turn (the better one on the main protocol’s dev)" in compare.markdown(full)
     assert set(summary["methods"]) == {"reference", *plan.methods}
+
+    with pytest.raises(protocol.ProtocolError, match="no dev results and no chosen settings"):
+        protocol.report(None, test, None, SPLIT, HEALTH, STORE, plan)
+    both = protocol.Plan(("drift", *protocol.GRPO), {})
+    with pytest.raises(protocol.ProtocolError, match="grpo and grpo_turn without dev results"):
+        protocol.report(None, {m: study()[1][m] for m in both.methods}, None, SPLIT, HEALTH, STORE, both,
+                        study()[2])
 
     graded = protocol.Plan(("sft_rejection", "drift"), {"drift_minus_sft_rejection": ("drift", "sft_rejection")})
     full = protocol.report(None, {m: test[m] for m in graded.methods}, None, SPLIT, HEALTH, STORE, graded, chosen)
     assert full["drift_vs_grpo"] is None and full["grpo_rollout_share"] is None
     full.update(command="python scripts/compare.py --regime informative", non_repeat=None,
-                regime={"name": "informative", "about": "higher_lower", "overrides": ["task=tiny_informative"]},
+                regime={"name": "informative", "about": "higher_lower", "overrides": ["task=tiny_informative"],
+                        "chosen_in": "docs/comparison"},
                 retry={"samples_per_problem": 8, "envs": ["try_again", "higher_lower"],
                        "models": {"reference": {"try_again": [0.25, 0.4, 0.5, 0.6, 0.70],
                                                 "higher_lower": [0.25, 0.43, 0.57, 0.68, 0.75]}}})
     full["weight_health"] = {**HEALTH, "settings": chosen["drift"], "store": STORE["store"],
                              "step_weight_sum_per_row": {}}
     text = compare.markdown(full)
-    assert "Regime **informative**" in text and "main protocol chose on dev" in text and "Tuning on dev" not in text
+    assert "Regime **informative**" in text and "main protocol chose on dev (docs/comparison)" in text
+    assert "Tuning on dev" not in text and "GRPO variant" not in text
     assert "| reference | 0.250 | 0.700 | 0.250 | 0.750 | +0.050 |" in text
     compare.plot_frontier(full, tmp_path / "frontier.png")
 

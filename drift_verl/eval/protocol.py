@@ -421,7 +421,14 @@ def report(dev: dict[str, list[dict]] | None, test: dict[str, list[dict]], store
         chosen = {method: entry["settings"] for method, entry in chosen_entries.items()}
         grpo = best_grpo(chosen_entries)
     else:
-        grpo = best_grpo({m: {} for m in plan.methods})
+        if chosen is None:
+            raise ProtocolError("no dev results and no chosen settings: a comparison without its own tuning is "
+                                "given the settings it runs")
+        variants = [m for m in GRPO if m in plan.methods]
+        if len(variants) > 1:
+            raise ProtocolError(f"{' and '.join(variants)} without dev results: a plan without its own tuning names "
+                                "one GRPO variant")
+        grpo = variants[0] if variants else None
     check_chosen(test, chosen, plan)
     rows = seed_rows(test, test_store, plan)
     curves = frontier(test, test_store, rows, plan)

@@ -4,6 +4,7 @@ checks all its job can show."""
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 import pytest
@@ -296,9 +297,11 @@ def test_verls_single_turn_agent_feeds_the_store_and_trains(tmp_path):
 
 def test_verls_tool_agent_with_a_function_tool_feeds_the_store_and_trains(tmp_path):
     """recipe=drift on verl's own tool_agent with a function tool (tests/fixtures/calculator_tool.py): verl's
-    ToolAgentLoop with the tool schema in the prompt; every trajectory a valid store row (turns are the runs of
-    response_mask, whatever the policy chose to do), the tool file part of the store's identity, and one round
-    trains. The conversion of a real tool call is checked in tests/integration/test_verl_loops.py."""
+    ToolAgentLoop rolls out through the vLLM server, every trajectory becomes a valid store row (its turns the runs
+    of response_mask, the feedback loop's fields absent), the tool file is part of the store's identity, and one
+    round trains. The tiny chat template does not render tool schemas and the untrained policy makes no call, so
+    this checks the wiring; the conversion of a real tool call (tool output as context) is
+    tests/integration/test_verl_loops.py's, with verl's ToolAgentLoop and a scripted server."""
     tool = FIXTURES / "calculator_tool.py"
     proc, metrics = run_job(
         ["-m", "drift_verl.main", "recipe=drift", "platform=cpu", "trainer.logger=[console,file]", *SMALL_TASK,
@@ -315,7 +318,8 @@ def test_verls_tool_agent_with_a_function_tool_feeds_the_store_and_trains(tmp_pa
     for row in rows:
         mask, spans = row["response_mask"], row["turn_spans"]
         runs = [[i, j] for i, j in _runs_of_ones(mask)]
-        assert spans == runs and len(row["turn_rewards"]) == 1 and row["answers"] == [], (spans, runs)
+        assert spans == runs and len(row["turn_rewards"]) == 1, (spans, runs)
+        assert row["answers"] == [] and row["messages"] == "" and row["format_penalty"] == 0  # absent, not data
         assert row["t_star"] in (0, len(spans))
     assert all(metrics[s]["actor/grad_norm"] > 0 for s in range(1, 5))
     assert "DRIFT finished" in proc.stdout + proc.stderr
@@ -353,14 +357,17 @@ def test_the_informative_task_rolls_out_higher_lower_with_graded_rewards_and_tra
     assert spec["reference"] == content_identity(assets.tiny_reference_informative())
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
     said = {"high": 0, "low": 0}
+    env = HigherLower(SimpleNamespace(options={}))
     for row in rows:
         response, spans = row["response_ids"], row["turn_spans"]
+        env.reset(row)
         for turn, ((_, end), (start, _)) in enumerate(zip(spans, spans[1:])):
             feedback = tokenizer.decode(response[end:start], skip_special_tokens=True)
-            answer, truth = row["answers"][turn], float(row["ground_truth"])
-            side = "unparsed" if answer is None else "high" if float(answer) > truth else "low"
-            heard = [key for key, message in HigherLower.DEFAULTS.items() if message in feedback]
-            assert heard == [side], (feedback, answer, truth)  # the environment's own message, and only it
+            answer = row["answers"][turn]
+            expected = env.step("", answer, 0.0, turn + 1)  # what higher_lower says to that answer
+            heard = [message for message in HigherLower.DEFAULTS.values() if message in feedback]
+            assert heard == [expected], (feedback, answer, row["ground_truth"])  # that message, and only it
+            side = next(key for key, message in HigherLower.DEFAULTS.items() if message == expected)
             said[side] = said.get(side, 0) + 1
         assert all(0 <= r <= 1 for r in row["turn_rewards"])
     assert said["high"] > 0 and said["low"] > 0
