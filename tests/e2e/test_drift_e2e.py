@@ -267,20 +267,25 @@ def test_an_imported_store_trains_with_the_runs_weights(drift_run, tmp_path):
         assert trained[0][key] == pytest.approx(full[0][key]), key
 
 
+def _on_verls_loop(tmp_path, loop: str, prompts: int, per_step: int, *extra: str):
+    """One DRIFT round on verl's agent loop ``loop``: (the finished job, its metrics, its store rows, the loop its
+    store's spec names)."""
+    proc, metrics = run_job(
+        ["-m", "drift_verl.main", "recipe=drift", "platform=cpu", "trainer.logger=[console,file]", *SMALL_TASK,
+         f"actor_rollout_ref.rollout.agent.default_agent_loop={loop}", f"drift.max_prompts={prompts}",
+         f"actor_rollout_ref.actor.ppo_mini_batch_size={per_step}", f"drift.store_dir={tmp_path / 'store'}", *extra],
+        tmp_path)
+    assert proc.returncode == 0, tail(proc)
+    store, rows = _store_rows(tmp_path / "store")
+    return proc, metrics, rows, json.loads((store / "manifest.json").read_text())["spec"]["agent_loop"]
+
+
 def test_verls_single_turn_agent_feeds_the_store_and_trains(tmp_path):
     """recipe=drift on verl's own single_turn_agent: one assistant message per trajectory, its reward from verl's
     reward loop (the task's verifier); one round rolls out, weighs and trains; what needs the feedback loop's
     fields is absent or unavailable, never zero."""
-    proc, metrics = run_job(
-        ["-m", "drift_verl.main", "recipe=drift", "platform=cpu", "trainer.logger=[console,file]", *SMALL_TASK,
-         "actor_rollout_ref.rollout.agent.default_agent_loop=single_turn_agent", "drift.max_prompts=16",
-         "actor_rollout_ref.actor.ppo_mini_batch_size=4", f"drift.store_dir={tmp_path / 'store'}",
-         "trainer.test_freq=4"],
-        tmp_path)
-    assert proc.returncode == 0, tail(proc)
-    store, rows = _store_rows(tmp_path / "store")
-    manifest = json.loads((store / "manifest.json").read_text())
-    assert manifest["spec"]["agent_loop"] == {"name": "single_turn_agent", "tools": []}
+    proc, metrics, rows, agent_loop = _on_verls_loop(tmp_path, "single_turn_agent", 16, 4, "trainer.test_freq=4")
+    assert agent_loop == {"name": "single_turn_agent", "tools": []}
     assert len(rows) == 16 * N
     for row in rows:
         assert len(row["turn_spans"]) == 1 and row["turn_spans"][0][1] == len(row["response_mask"]), row["turn_spans"]
@@ -303,17 +308,10 @@ def test_verls_tool_agent_with_a_function_tool_feeds_the_store_and_trains(tmp_pa
     this checks the wiring; the conversion of a real tool call (tool output as context) is
     tests/integration/test_verl_loops.py's, with verl's ToolAgentLoop and a scripted server."""
     tool = FIXTURES / "calculator_tool.py"
-    proc, metrics = run_job(
-        ["-m", "drift_verl.main", "recipe=drift", "platform=cpu", "trainer.logger=[console,file]", *SMALL_TASK,
-         "actor_rollout_ref.rollout.agent.default_agent_loop=tool_agent",
-         f"actor_rollout_ref.rollout.multi_turn.function_tool_path={tool}", "drift.max_prompts=8",
-         "actor_rollout_ref.actor.ppo_mini_batch_size=2", f"drift.store_dir={tmp_path / 'store'}",
-         "trainer.val_before_train=False"],
-        tmp_path)
-    assert proc.returncode == 0, tail(proc)
-    store, rows = _store_rows(tmp_path / "store")
-    manifest = json.loads((store / "manifest.json").read_text())
-    assert manifest["spec"]["agent_loop"] == {"name": "tool_agent", "tools": [content_identity(str(tool))]}
+    proc, metrics, rows, agent_loop = _on_verls_loop(
+        tmp_path, "tool_agent", 8, 2, f"actor_rollout_ref.rollout.multi_turn.function_tool_path={tool}",
+        "trainer.val_before_train=False")
+    assert agent_loop == {"name": "tool_agent", "tools": [content_identity(str(tool))]}
     assert len(rows) == 8 * N
     for row in rows:
         mask, spans = row["response_mask"], row["turn_spans"]
