@@ -12,7 +12,7 @@ from pathlib import Path
 
 from drift_verl.core.safe_io import cache_dir, locked
 from drift_verl.tiny import task as tiny_task
-from drift_verl.tiny.reference import INFORMED, build_reference
+from drift_verl.tiny.reference import INFORMED, WORKED, build_reference
 
 ASSET_VERSION = "v6"  # v6: operands 0..11, train/dev/test splits, the reference trained on training problems only
 CHAT_TEMPLATE = (
@@ -135,8 +135,16 @@ def tiny_reference_informative() -> str:
                            INFORMED["sft"], tiny_task.InformedDemonstrator(), INFORMED["seed"])
 
 
+def tiny_reference_worked() -> str:
+    """The reference fine-tuned to show its working before the tagged answer (``task=tiny_long``: rollouts long
+    against updates); built once from the cached reference (600 verl SFT steps)."""
+    return build_reference(asset_path("tiny_reference_worked"), tiny_reference(), WORKED["num_demos"],
+                           WORKED["sft"], tiny_task.WorkedDemonstrator(), WORKED["seed"])
+
+
 ASSETS = {"tiny_model": tiny_model, "tiny_train": tiny_train, "tiny_dev": tiny_dev, "tiny_test": tiny_test,
-          "tiny_reference": tiny_reference, "tiny_reference_informative": tiny_reference_informative}
+          "tiny_reference": tiny_reference, "tiny_reference_informative": tiny_reference_informative,
+          "tiny_reference_worked": tiny_reference_worked}
 SPLITS = ("tiny_train", "tiny_dev", "tiny_test")
 
 

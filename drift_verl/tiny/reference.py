@@ -36,6 +36,9 @@ SFT_SETTINGS = {
 # 600 steps at 2e-3: 150 steps at 1e-3 learned the messages but hardly their direction (README "Informative feedback")
 INFORMED = {"num_demos": 38400, "seed": 4,
             "sft": {"optim.lr": 2e-3, "data.max_length": 192}}  # its feedback messages are longer
+# the rollout-heavy reference: the reference fine-tuned on WorkedDemonstrator's conversations (partial sums before
+# the tagged answer, ~23 tokens a turn), as the informative one is
+WORKED = {"num_demos": 38400, "seed": 5, "sft": {"optim.lr": 2e-3, "data.max_length": 256}}
 
 
 def sft_command(model: str, demos: Path, checkpoints: Path, settings: dict) -> list[str]:

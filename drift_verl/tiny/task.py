@@ -96,6 +96,10 @@ class Demonstrator:
         """What the environment says after a wrong answer: the paper's unary message (``try_again``)."""
         return FEEDBACK
 
+    def say(self, problem: Problem, value: int, tagged: bool) -> str:
+        """The assistant message that gives ``value``: the tagged number alone."""
+        return f"<answer>{value}</answer>" if tagged else str(value)
+
     def conversation(self, rng: random.Random, problem: Problem) -> list[dict]:
         answer, given, heard = sum(problem), [], []
         messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question(problem)}]
@@ -107,7 +111,7 @@ class Demonstrator:
             else:
                 value = self.wrong(rng, answer, given, heard)
             tagged = rng.random() >= self.untagged
-            messages.append({"role": "assistant", "content": f"<answer>{value}</answer>" if tagged else str(value)})
+            messages.append({"role": "assistant", "content": self.say(problem, value, tagged)})
             if value == answer and tagged:
                 break
             given.append(value)
@@ -142,6 +146,28 @@ class InformedDemonstrator(Demonstrator):
         if not tagged:
             return HigherLower.DEFAULTS["unparsed"]
         return HigherLower.DEFAULTS["high" if value > answer else "low"]
+
+
+@dataclass(frozen=True)
+class WorkedDemonstrator(Demonstrator):
+    """The noisy demonstrator, showing its working: the partial sums, then the tagged sum
+    (``3 + 5 = 8, 8 + 4 = 12. <answer>12</answer>``, 23 tokens where the answer alone is 3). A wrong answer is a slip
+    in the first partial sum, carried through (in the last step when the first would go below 0). Its reference
+    (``tiny_reference_worked``, ``task=tiny_long``) spends most of a trajectory's tokens generating, as reasoning
+    models do: the rollout-heavy regime."""
+
+    def say(self, problem: Problem, value: int, tagged: bool) -> str:
+        slip = value - sum(problem)
+        first_slip = slip if problem[0] + problem[1] + slip >= 0 else 0
+        partial, steps = problem[0], []
+        for i, operand in enumerate(problem[1:]):
+            result = partial + operand + (first_slip if i == 0 else 0)
+            if i == len(problem) - 2:
+                result = value  # the working ends at the answer given
+            steps.append(f"{partial} + {operand} = {result}")
+            partial = result
+        working = ", ".join(steps) + "."
+        return f"{working} <answer>{value}</answer>" if tagged else working
 
 
 def demonstration_rows(num: int, seed: int, demonstrator: Demonstrator = Demonstrator()) -> list[dict]:

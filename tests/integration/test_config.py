@@ -124,6 +124,26 @@ def test_the_informative_task_is_tiny_with_higher_lower_and_its_own_reference(re
         assert console_mode(informative) == console_mode(tiny) == "quiet"
 
 
+@pytest.mark.parametrize("recipe", ["drift", "grpo"])
+def test_the_rollout_heavy_task_is_tiny_with_worked_answers_and_room_for_them(recipe):
+    """task=tiny_long: the tiny task and its recipe's chosen setting, the reference that shows its working, and
+    lengths that hold five worked turns and four feedback messages; verl's own checks pass."""
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    tiny = _compose("recipes", "drift_main", [f"recipe={recipe}", "platform=cpu"])
+    long = _compose("recipes", "drift_main", [f"recipe={recipe}", "task=tiny_long", "platform=cpu"])
+    assert "tiny_reference_worked" in OmegaConf.to_yaml(long.actor_rollout_ref.model)
+    assert long.trainer.experiment_name == f"{recipe}_tiny_long"
+    assert long.drift.env.turn_max_tokens == 32 and long.drift.env.max_turns == 5
+    assert long.data.max_response_length >= 5 * 32 + 4 * 16  # a feedback message is ~14 tokens with its template
+    assert long.actor_rollout_ref.rollout.max_model_len >= long.data.max_prompt_length + long.data.max_response_length
+    assert long.actor_rollout_ref.actor == tiny.actor_rollout_ref.actor and long.algorithm == tiny.algorithm
+    validate_config(_compose("recipes", "drift_main", [f"recipe={recipe}", "task=tiny_long", "platform=cpu",
+                                                       "actor_rollout_ref.model.path=unused"]),
+                    need_reference_policy(long), need_critic(long))
+
+
 def test_drift_step_size_is_one_override_and_passes_verls_checks():
     """data.train_batch_size follows ppo_mini_batch_size under recipe=drift (verl requires >=; DRIFT never batches
     prompts by it), on both entry points and the paper's tasks."""

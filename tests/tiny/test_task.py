@@ -122,6 +122,34 @@ def test_informed_demonstrations_are_what_higher_lower_says_and_use_it():
     assert inside / retries > 0.85 and repeats / retries < 0.15  # it follows the feedback, seldom repeats
 
 
+def test_worked_demonstrations_show_working_that_adds_up_to_the_answer_given(tiny_model_path):
+    """The rollout-heavy reference's demonstrations (task=tiny_long): the noisy demonstrator's answers, turn for
+    turn, each preceded by partial sums that end at it (one slip where it is wrong, never a negative number), in
+    under the task's 32 tokens a turn."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    plain = tiny_task.demonstration_rows(500, seed=5)
+    worked = tiny_task.demonstration_rows(500, seed=5, demonstrator=tiny_task.WorkedDemonstrator())
+    lengths = []
+    for noisy, shown in zip(plain, worked):
+        assert [m["role"] for m in noisy["messages"]] == [m["role"] for m in shown["messages"]]
+        problem = tiny_task.operands(shown["messages"][1]["content"])
+        for said, reply in zip(noisy["messages"][2::2], shown["messages"][2::2]):
+            answer = extract_answer_tag(said["content"]) or said["content"]  # the number the noisy one gave
+            working = reply["content"].partition(" <answer>")[0]
+            assert extract_answer_tag(reply["content"]) == extract_answer_tag(said["content"])
+            steps = [step.split(" = ") for step in working.rstrip(".").split(", ")]
+            assert [int(left.split(" + ")[1]) for left, _ in steps] == list(problem[1:])
+            assert int(steps[0][0].split(" + ")[0]) == problem[0] and int(steps[-1][1]) == int(answer)
+            for (left, right), (nxt, _) in zip(steps, steps[1:]):
+                assert int(nxt.split(" + ")[0]) == int(right) >= 0  # each partial sum carried on
+            slips = sum(sum(map(int, left.split(" + "))) != int(right) for left, right in steps)
+            assert slips == (int(answer) != sum(problem))
+            lengths.append(len(tokenizer(reply["content"])["input_ids"]))
+    assert max(lengths) < 32 and sum(lengths) / len(lengths) > 20
+
+
 @pytest.mark.e2e
 @pytest.mark.timeout(900)
 def test_reference_warm_start_runs_verl_sft_and_exports_a_model(tmp_path, tiny_model_path):

@@ -30,7 +30,7 @@ from omegaconf import OmegaConf
 from drift_verl.integration.job import console, run_files
 
 TRACEBACK_LINES = 15  # of an unexpected error, shown on the terminal (the whole traceback is in the log)
-EMBEDDED_TASKS = ("tiny", "tiny_informative")  # recipes/task: the tasks this project ships and builds
+EMBEDDED_TASKS = ("tiny", "tiny_informative", "tiny_long")  # recipes/task: the tasks this project ships and builds
 
 
 def console_mode(config) -> str:
