@@ -57,8 +57,10 @@ def solved_within(model_path: str, problems: list[tiny_task.Problem], samples: i
     return [sum(0 < t <= k for t in solved_at) / len(solved_at) for k in range(1, max_turns + 1)]
 
 
-if __name__ == "__main__":  # python -m drift_verl.tiny.quality MODEL [SPLIT [ENV]]
+if __name__ == "__main__":  # python -m drift_verl.tiny.quality MODEL [SPLIT [ENV [TURN_TOKENS]]]
     split = sys.argv[2] if len(sys.argv) > 2 else "dev"
     env = sys.argv[3] if len(sys.argv) > 3 else "try_again"
-    scores = solved_within(sys.argv[1], tiny_task.splits()[split], samples=16, env=env)
-    print(json.dumps({split: {"env": env, **{f"solved_within_{k}": round(s, 4) for k, s in enumerate(scores, 1)}}}))
+    turn_tokens = int(sys.argv[4]) if len(sys.argv) > 4 else 8  # task=tiny_long's worked answers need 32
+    scores = solved_within(sys.argv[1], tiny_task.splits()[split], samples=16, env=env, turn_tokens=turn_tokens)
+    print(json.dumps({split: {"env": env, "turn_tokens": turn_tokens,
+                              **{f"solved_within_{k}": round(s, 4) for k, s in enumerate(scores, 1)}}}))

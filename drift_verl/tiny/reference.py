@@ -141,7 +141,8 @@ def build_reference(out: Path, base_model: str, num_demos: int = NUM_DEMOS, sft:
             if (Path(base_model) / name).exists() and not (tmp / name).exists():
                 shutil.copy(Path(base_model) / name, tmp / name)
         (tmp / "drift_reference.json").write_text(json.dumps(
-            {"base_model": base_model, "demonstrator": demonstrator.__dict__, "num_demos": num_demos,
+            {"base_model": base_model, "demonstrator": {"class": type(demonstrator).__name__, **demonstrator.__dict__},
+             "num_demos": num_demos,
              "sft": sft}, indent=2))
         os.replace(tmp, out)
         shutil.rmtree(work)
