@@ -73,26 +73,21 @@ def test_missing_ray_resources_fail_fast_with_a_clear_error(tmp_path):
     assert "Ray could not schedule" in proc.stderr and "num_cpus" in proc.stderr, tail(proc)
 
 
-@pytest.mark.skip(reason="GRPO's tiny-task setting is chosen (docs/comparison: lr 5e-4, 32 prompts x 8 per update, "
-                   "48 steps; dev solved<=5 0.641 -> 0.687), but this check's thresholds were calibrated at 16 prompts "
-                   "per update on an earlier reference: it stays skipped until two seeds calibrate it at the chosen "
-                   "setting (issue: A verdict users can trust)")
 def test_grpo_learns_on_the_embedded_task(tmp_path):
-    """Regression check of the GRPO baseline (recipe=grpo as it ships: 16 prompts x 8 per on-policy update,
-    seq-mean-token-mean), 12 steps from the embedded reference. Dev solved-within-5 (128 problems x 16
-    samples) moves by several points between nearby steps (data_loader_seed 1, steps 0/6/12/18/24: 0.602, 0.683,
-    0.619, 0.646, 0.652; seed 2, steps 0/6/12: 0.596, 0.651, 0.654), so one point after training decides little:
-    the mean of the points at steps 4, 8 and 12 must beat step 0 by 0.02, and the training return (16 x 8
-    trajectories a step) must rise by 0.05 from the first four steps to the last four (seeds 1, 2: +0.12, +0.09)."""
+    """Regression check of the GRPO baseline at the setting the comparison protocol chose on dev (recipe=grpo with
+    task=tiny as it ships: 32 prompts x 8 per on-policy update, lr 5e-4), its first 16 steps: two epochs over the
+    same 256 training prompts (data.seed 0), so epoch 2's training return is compared with epoch 1's on the same
+    prompts (2,048 trajectories each; no validation, for time). The protocol's dev runs at this setting rose by
+    +0.049 (grpo) and +0.060 (grpo_turn) from epoch 1 to epoch 2 (+0.002 and +0.026 at lr 2e-4); the difference of
+    two epoch means has a standard deviation of about 0.016 here (binomial), so a learning GRPO fails this about
+    once in a thousand runs, and one whose updates push the wrong way fails it."""
     proc, metrics = run_job(
         ["-m", "drift_verl.main", "recipe=grpo", "platform=cpu", "trainer.logger=[console,file]",
-         "trainer.total_training_steps=12", "trainer.test_freq=4", "trainer.total_epochs=100",
-         "data.val_max_samples=128", f"trainer.default_local_dir={tmp_path / 'ckpt'}", "trainer.save_freq=-1"],
+         "trainer.total_training_steps=16", "trainer.test_freq=-1", "trainer.val_before_train=False",
+         f"trainer.default_local_dir={tmp_path / 'ckpt'}", "trainer.save_freq=-1"],
         tmp_path,
         timeout=1500,
     )
     assert proc.returncode == 0, tail(proc)
-    solved = [metrics[step]["val-core/drift_tiny_add/acc/mean@16"] for step in (0, 4, 8, 12)]  # solved within 5
-    assert sum(solved[1:]) / 3 - solved[0] >= 0.02, solved
-    score = [metrics[step]["critic/score/mean"] for step in range(1, 13)]
-    assert sum(score[-4:]) / 4 - sum(score[:4]) / 4 >= 0.05, score
+    score = [metrics[step]["critic/score/mean"] for step in range(1, 17)]
+    assert sum(score[8:]) / 8 - sum(score[:8]) / 8 > 0, score
