@@ -151,7 +151,8 @@ REGIMES = {
     "informative": Regime(
         "informative", "task=tiny_informative: `higher_lower` feedback and its reference, binary reward",
         ("task=tiny_informative",),
-        Plan(("sft_rejection", "drift", BEST_GRPO), {**DRIFT_VS_REJECTION, "drift_minus_best_grpo": ("drift", BEST_GRPO)}),
+        Plan(("sft_rejection", "drift", BEST_GRPO),
+             {**DRIFT_VS_REJECTION, "drift_minus_best_grpo": ("drift", BEST_GRPO)}),
         seeds=3, reference="tiny_reference_informative", retry_envs=INFORMATIVE_ENVS),
     "informative_graded": Regime(
         "informative_graded", "task=tiny_informative with partial credit by distance (reward_fns.distance, "
@@ -245,7 +246,8 @@ def dev_runs(args, store: str) -> list[Run]:
             if method in GRPO:
                 argv = grpo_argv(method, settings, DEV_SEED, args.grpo_max_steps, args.grpo_dev_freq, False, False)
             else:
-                argv = offline_argv(method, settings, DEV_SEED, store, method == args.plan.reference_from and index == 0)
+                validates = method == args.plan.reference_from and index == 0
+                argv = offline_argv(method, settings, DEV_SEED, store, validates)
             runs.append(Run(name, "dev", method, DEV_SEED, settings, "dev", args.dev_samples,
                             ["-m", "drift_verl.main", *argv, *common(name, "dev", args.dev_samples, overrides)]))
     return runs
@@ -407,7 +409,7 @@ def dev_results(args, store: dict) -> dict[str, list[dict]] | None:
 
 
 def chosen_settings(dev: dict[str, list[dict]], store: dict, plan: Plan) -> dict[str, dict]:
-    return {m: protocol.choose(entries)["settings"] for m, entries in protocol.tuning(dev, store, plan).items()}
+    return protocol.choice(protocol.tuning(dev, store, plan))[0]
 
 
 def main_protocol(args) -> argparse.Namespace:
@@ -421,11 +423,8 @@ def main_protocol(args) -> argparse.Namespace:
 def main_choice(args) -> tuple[dict, str]:
     """The main protocol's chosen settings and its better GRPO variant on dev (it must have finished its dev
     phase)."""
-    main = main_protocol(args)
-    store, dev = require_dev(main)
-    entries = protocol.tuning(dev, store)
-    return ({m: protocol.choose(e)["settings"] for m, e in entries.items()},
-            protocol.best_grpo({m: protocol.choose(e) for m, e in entries.items()}))
+    store, dev = require_dev(main_protocol(args))
+    return protocol.choice(protocol.tuning(dev, store))
 
 
 def resolve_plan(args) -> Plan:
@@ -612,7 +611,7 @@ def non_repeat_study(args, test_store: dict, test: dict[str, list[dict]]) -> dic
     --skip-non-repeat."""
     if args.skip_non_repeat:
         return None
-    seed0 = {m: next(r for r in test[m] if r["seed"] == 0) for m in args.plan.methods}
+    seed0 = seed0_results(args, test)
     missing = [r["name"] for r in seed0.values() if "non_repeat" not in r]
     if missing:
         raise ProtocolError(f"no non-repeat measurement in {', '.join(missing)}: delete them to run them again, or "
@@ -623,6 +622,11 @@ def non_repeat_study(args, test_store: dict, test: dict[str, list[dict]]) -> dic
              "models": {"reference": reference, **{m: r["non_repeat"] for m, r in seed0.items()}}}
     safe_io.write_text(args.out / "non_repeat.json", json.dumps(study, indent=1))
     return study
+
+
+def seed0_results(args, test: dict[str, list[dict]]) -> dict[str, dict]:
+    """Each method's seed-0 test result: the one whose policy's measurements the report shows."""
+    return {m: next(r for r in test[m] if r["seed"] == 0) for m in args.plan.methods}
 
 
 def reference_model(args) -> Path:
@@ -646,7 +650,7 @@ def retry_study(args, test: dict[str, list[dict]]) -> dict | None:
     policy (measured as its run ended), in each of the regime's ``retry_envs``; None without them."""
     if not args.regime.retry_envs:
         return None
-    seed0 = {m: next(r for r in test[m] if r["seed"] == 0) for m in args.plan.methods}
+    seed0 = seed0_results(args, test)
     missing = [r["name"] for r in seed0.values() if "retry" not in r]
     if missing:
         raise ProtocolError(f"no retry measurement in {', '.join(missing)}: delete them to run them again")

@@ -186,12 +186,16 @@ def choose(entries: list[dict]) -> dict:
 
 
 def best_grpo(chosen_entries: dict[str, dict]) -> str | None:
-    """The better GRPO variant on dev (``grpo`` among equals): the one DRIFT is measured against; the only one,
-    when a plan has one (None: none)."""
+    """The better GRPO variant on dev (``grpo`` among equals) of those chosen: the one DRIFT is measured against
+    (None: no GRPO)."""
     variants = [m for m in GRPO if m in chosen_entries]
-    if len(variants) == 1 or not variants:
-        return variants[0] if variants else None
-    return max(variants, key=lambda m: chosen_entries[m]["dev_solved_within_5"])
+    return max(variants, key=lambda m: chosen_entries[m]["dev_solved_within_5"], default=None)
+
+
+def choice(entries: dict[str, list[dict]]) -> tuple[dict[str, dict], str | None]:
+    """Each method's chosen setting (:func:`choose`) and the better GRPO variant, from the dev :func:`tuning`."""
+    chosen_entries = {method: choose(method_entries) for method, method_entries in entries.items()}
+    return {method: entry["settings"] for method, entry in chosen_entries.items()}, best_grpo(chosen_entries)
 
 
 def tuning_cost(method: str, results: list[dict], store: dict | None) -> dict:
@@ -289,8 +293,8 @@ def frontier(test: dict[str, list[dict]], store: dict | None, rows: dict[str, li
     result = {"reference": [{"rollout_tokens": 0.0, "wall_s": 0.0,
                              "solved_within_5": mean_std([r["solved_within_5"] for r in rows["reference"]])["mean"]}]}
     for method in plan.methods:
-        per_seed = [{p["step"]: p for p in trained_points(r, store)} for r in test[method]]
-        clocked = [{p["step"]: p for p in trained_points(r, store)} for r in timed(test[method])]
+        by_run = {id(r): {p["step"]: p for p in trained_points(r, store)} for r in test[method]}
+        per_seed, clocked = list(by_run.values()), [by_run[id(r)] for r in timed(test[method])]
         shared = sorted(set.intersection(*(set(s) for s in per_seed)))
         curve = []
         for step in shared:
@@ -337,9 +341,8 @@ def timing(dev: dict[str, list[dict]] | None, rows: dict[str, list[dict]], plan:
     flagged, when none did), and the dev runs that shared it (the tuning cost sums them as measured)."""
     per_method = {}
     for method in plan.methods:
-        alone = [r["seed"] for r in rows[method] if not r["machine_shared"]]
-        per_method[method] = {"wall_clock_seeds": alone or [r["seed"] for r in rows[method]],
-                              "every_run_shared_the_machine": not alone}
+        per_method[method] = {"wall_clock_seeds": [r["seed"] for r in timed(rows[method])],
+                              "every_run_shared_the_machine": all(r["machine_shared"] for r in rows[method])}
     return {"test": per_method,
             "dev_machine_shared": sorted(r["name"] for runs in (dev or {}).values() for r in runs
                                          if r.get("machine_shared"))}
@@ -417,9 +420,7 @@ def report(dev: dict[str, list[dict]] | None, test: dict[str, list[dict]], store
     if dev is not None:
         check_store(store, [r for runs in dev.values() for r in runs])
         entries = tuning(dev, store, plan)
-        chosen_entries = {method: choose(entries[method]) for method in plan.methods}
-        chosen = {method: entry["settings"] for method, entry in chosen_entries.items()}
-        grpo = best_grpo(chosen_entries)
+        chosen, grpo = choice(entries)
     else:
         if chosen is None:
             raise ProtocolError("no dev results and no chosen settings: a comparison without its own tuning is "
