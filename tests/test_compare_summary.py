@@ -562,3 +562,40 @@ def test_a_regime_without_tuning_reports_its_differences_retry_and_lands_in_the_
     (tmp_path / "main" / "regimes" / "informative" / "summary.json").write_text(json.dumps({"methods": {"drift": 1}}))
     assert json.loads((tmp_path / "main" / "summary.json").read_text())["regimes"] == {
         "informative": {"methods": {"drift": 1}}} == compare.regime_summaries(tmp_path / "main")
+
+
+def test_the_rollout_heavy_regime_tunes_its_own_two_points_per_method_on_task_tiny_long(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(compare, "run_job", lambda *a, **k: pytest.fail("a job was started"))
+    argv = ["--regime", "rollout_heavy", "--main-out", str(tmp_path / "main"), "--out", str(tmp_path / "heavy"),
+            "--workdir", str(tmp_path / "work")]
+    assert compare.main(["--dry-run", *argv]) == 0
+    out = capsys.readouterr().out
+    assert "dev phase: 7 jobs" in out and "test phase: 10 jobs" in out and "x 8 samples, seeds 0 1 2" in out
+    args = compare.finish(compare.parser().parse_args(argv))
+    assert (args.grid_points, args.grpo_max_steps, args.grpo_dev_freq, args.test_samples) == (2, 32, 8, 8)
+    runs = compare.dev_runs(args, "abc")
+    assert [r.method for r in runs] == ["store"] + [m for m in ("sft_rejection", "drift_rounds", "grpo_turn")
+                                                    for _ in range(2)]
+    assert all("task=tiny_long" in r.argv for r in runs)
+    grpo = [r for r in runs if r.method == "grpo_turn"]
+    assert all("trainer.total_training_steps=32" in r.argv and "trainer.test_freq=8" in r.argv for r in grpo)
+    # the reference's dev row comes from rejection SFT's first point (the plan's reference_from)
+    assert [("trainer.val_before_train=True" in r.argv) for r in runs[1:]] == [True] + [False] * 5
+    # a flag given wins over the regime's own; the main protocol keeps its sizes
+    assert compare.finish(compare.parser().parse_args([*argv, "--grid-points", "1"])).grid_points == 1
+    main = compare.finish(compare.parser().parse_args([]))
+    assert (main.grid_points, main.grpo_max_steps, main.grpo_dev_freq, main.test_samples) == (4, 64, 16, 16)
+
+
+def test_a_tuned_regime_reports_iterative_drift_against_turn_level_grpo_and_rejection():
+    dev, test, chosen = study()
+    plan = compare.REGIMES["rollout_heavy"].plan
+    full = protocol.report({m: dev[m] for m in plan.methods}, {m: test[m] for m in plan.methods}, STORE, SPLIT,
+                           HEALTH, STORE, plan)
+    summary = protocol.summary(full)
+    assert full["best_grpo"] == "grpo_turn" and set(summary["methods"]) == {"reference", *plan.methods}
+    assert set(summary["differences"]) == {"drift_minus_best_grpo", "drift_minus_sft_rejection"}
+    assert full["differences"]["drift_minus_best_grpo"]["methods"] == ["drift_rounds", "grpo_turn"]
+    assert summary["differences"]["drift_minus_best_grpo"]["mean"] == pytest.approx(0.70 - 0.69)
+    assert set(summary["drift_vs_grpo"]) == {"target_solved_within_5", "wall_ratio", "token_ratio"}
+    assert 0 < summary["grpo_rollout_share"] < 1 and set(summary["tuning"]) == set(plan.methods)

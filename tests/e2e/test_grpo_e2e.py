@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from drift_verl.eval import protocol
 from tests.conftest import FIXTURES, SMALL_TASK, run_job, tail
+from tests.test_compare_summary import compare
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -57,6 +59,29 @@ def test_grpo_through_verls_entry_point_trains_and_vllm_serves_updated_weights(t
         assert metrics[step]["training/rollout_probs_diff_max"] < 1e-2, metrics[step]
     trained = tmp_path / "ckpt" / "global_step_3" / "actor" / "huggingface" / "model.safetensors"
     assert _max_safetensors_diff(Path(tiny_model_path) / "model.safetensors", trained) > 1e-3
+
+
+def test_the_rollout_heavy_regime_runs_and_logs_the_rollout_share(tmp_path):
+    """The cost claim's regime (``scripts/compare.py --regime rollout_heavy``: task=tiny_long, turn-level GRPO) at
+    smoke size: its config composes into a job that trains, and every step logs what the report's rollout share
+    reads (``timing_s/gen`` / ``timing_s/step``). The random tiny model stands in for the worked reference (its
+    build is not CI's to pay); it fills each turn to ``drift.env.turn_max_tokens`` = 32."""
+    proc, metrics = run_job(
+        ["-m", "drift_verl.main", "recipe=grpo", "algorithm.adv_estimator=grpo_turn",
+         *compare.REGIMES["rollout_heavy"].argv, "platform=cpu", *SMALL_TASK, "trainer.logger=[console,file]",
+         "data.train_batch_size=8", "actor_rollout_ref.actor.ppo_mini_batch_size=8",
+         "trainer.total_training_steps=2", "trainer.test_freq=-1", "trainer.val_before_train=False",
+         "trainer.save_freq=-1", f"trainer.default_local_dir={tmp_path / 'ckpt'}"],
+        tmp_path,
+    )
+    assert proc.returncode == 0, tail(proc)
+    assert sorted(metrics) == [1, 2]
+    for step in (1, 2):
+        assert 0 < metrics[step]["timing_s/gen"] < metrics[step]["timing_s/step"], metrics[step]
+    # task=tiny_long's budget took effect: five full turns and four feedback messages run past task=tiny's 192
+    assert 192 < max(metrics[s]["response_length/max"] for s in (1, 2)) <= 256, metrics
+    share = protocol.grpo_rollout_share([{"metrics": {str(s): m for s, m in metrics.items()}}])
+    assert 0 < share < 1
 
 
 def test_missing_ray_resources_fail_fast_with_a_clear_error(tmp_path):

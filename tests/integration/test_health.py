@@ -17,7 +17,7 @@ from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 
 from drift_verl.integration.job import health
 from drift_verl.integration.job.health import HealthConfig, JobMonitor, Stalled
-from drift_verl.integration.training.rollout_io import ShardReplayBuffer, ShardRolloutBuffer
+from drift_verl.integration.training.rollout_io import PolledReplayBuffer, ShardReplayBuffer, ShardRolloutBuffer
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -111,6 +111,29 @@ def test_shard_buffer_is_built_as_verl_builds_its_sync_buffer():
                  "sampler_kwargs", "refill_fn", "filter_groups_metric", "sync_refill_failed_groups"):
         assert getattr(ours, name) == getattr(verls, name), name
     assert (ours.poll_interval, ours.stall_timeout_s) == (0.5, 7.0)
+
+
+def test_grpo_on_task_tiny_long_polls_rollouts_as_drift_does_through_verls_custom_sampler():
+    """The rollout-heavy regime's GRPO (recipe=grpo task=tiny_long) gets its buffer from verl's own builder, through
+    ``trainer.v1.sampler.custom_sampler``: verl's synchronous buffer with the settings verl gives it, polled every
+    0.5 s instead of verl's 2 s. task=tiny keeps verl's buffer as it is."""
+    from hydra import compose, initialize_config_module
+    from verl.trainer.ppo.v1 import PPOTrainerSync
+
+    def built(task: str):
+        with initialize_config_module(config_module="recipes", version_base=None):
+            config = compose(config_name="drift_main", overrides=["recipe=grpo", f"task={task}", "platform=cpu"])
+        trainer = object.__new__(PPOTrainerSync)  # only verl's builder runs
+        trainer.config, trainer.trainer_mode = config, "sync"
+        trainer._add_prompts_to_generate = lambda count: count
+        return trainer._build_replay_buffer()
+
+    long, tiny = built("tiny_long"), built("tiny")
+    assert type(long) is PolledReplayBuffer and type(tiny) is ReplayBuffer
+    assert (long.poll_interval, tiny.poll_interval) == (0.5, 2.0)
+    for name in ("trainer_mode", "trainer_config", "max_off_policy_threshold", "max_off_policy_strategy",
+                 "filter_groups_metric", "sync_refill_failed_groups"):
+        assert getattr(long, name) == getattr(tiny, name), name
 
 
 @pytest.fixture(scope="module")

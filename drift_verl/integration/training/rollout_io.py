@@ -69,6 +69,20 @@ class ShardReplayBuffer(ReplayBuffer):
         return super()._wait_for_next_poll(partition_id, last_debug_time)
 
 
+class PolledReplayBuffer(ReplayBuffer):
+    """verl's synchronous replay buffer for GRPO, polling TransferQueue every
+    ``trainer.v1.sampler.sampler_kwargs.poll_interval_s`` seconds: plugged in through verl's
+    ``trainer.v1.sampler.custom_sampler``. verl polls every 2 s, so a GRPO step's ``timing_s/gen`` ends on the
+    next 2 s tick after its last rollout (6.03, 8.03, 10.06 s on the embedded task): up to 2 s of waiting
+    counted as generation, which DRIFT's shards (:class:`ShardReplayBuffer`, 0.5 s) do not pay. The rollout-heavy
+    regime's GRPO polls as DRIFT does, so that the two pay for rollouts alike. verl gives a custom sampler no DAPO
+    or refill settings: with neither enabled, verl's own buffer ignores them too."""
+
+    def __init__(self, **verl_kwargs):
+        poll = float((verl_kwargs.get("sampler_kwargs") or {}).get("poll_interval_s", 2.0))
+        super().__init__(poll_interval=poll, **verl_kwargs)
+
+
 class ShardRolloutBuffer:
     """Mixin for a verl v1 trainer (with a ``health`` config) whose rollouts fill store shards: its replay buffer
     (:class:`ShardReplayBuffer`), and no substitute prompts (verl replaces failed rollout groups with fresh ones,
