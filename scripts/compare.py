@@ -2,9 +2,11 @@
 every method is tuned with the same budget on dev problems, the chosen settings run on unseen test problems
 with 5 seeds, and DRIFT's differences come with 95% confidence intervals.
 
-    python scripts/compare.py [--phase dev|test|report|all] [--regime main|informative|informative_graded]
-        [--dry-run] [--out docs/comparison] [--workdir runs/compare] [--grid-points 4] [--seeds 5]
-        [--dev-samples 8] [--skip-non-repeat]
+    python scripts/compare.py [--phase dev|test|report|all]
+        [--regime main|informative|informative_graded|rollout_heavy] [--dry-run] [--out docs/comparison]
+        [--workdir runs/compare] [--grid-points 4] [--seeds 5] [--dev-samples 8] [--test-samples 16]
+        [--grpo-max-steps 64] [--grpo-dev-freq 16] [--skip-non-repeat]
+    (the size flags' defaults are the main protocol's; a regime may have its own: ``Regime.flags``)
 
 Protocol:
 
@@ -12,7 +14,7 @@ Protocol:
    mean), ``drift_rounds`` (iterative DRIFT: each round rolls out from the updated policy), ``grpo`` and
    ``grpo_turn`` (turn-level credit); the reference policy's step-0 test scores are a row of their own. Every
    run is a real ``python -m drift_verl.main`` job on the same 256 training problems (``data.seed=0``), N=8.
-2. Equal tuning budget: each method gets the same number of grid points G (``--grid-points``, default 4; the
+2. Equal tuning budget: each method gets the same number of grid points G (``--grid-points``, 4 here; the
    grids are data below, spanning learning rate, prompts per step and training length), each scored on all dev
    problems with one training seed (``DEV_SEED``, not a test seed, so that the test runs do not reuse the
    winning seed's luck). Offline methods train a given number of epochs; GRPO validates on dev every
@@ -436,8 +438,8 @@ def chosen_settings(dev: dict[str, list[dict]], store: dict, plan: Plan) -> dict
 def main_protocol(args) -> argparse.Namespace:
     """The main protocol's arguments (this command's grid and GRPO flags and --smoke, its results in
     ``--main-out``): a regime without grids runs the settings the main protocol chose on dev."""
-    main = argparse.Namespace(**{**vars(args), "regime": "main", "out": args.main_out, "runs": None,
-                                 "workdir": None, "seeds": None})
+    main = argparse.Namespace(**{**vars(args), **args.given_flags, "regime": "main", "out": args.main_out,
+                                 "runs": None, "workdir": None, "seeds": None})
     return finish(main)
 
 
@@ -909,6 +911,7 @@ def finish(args: argparse.Namespace) -> argparse.Namespace:
     args.regime = REGIMES[args.regime]
     main = args.regime.name == "main"
     args.seeds = args.seeds if args.seeds is not None else args.regime.seeds
+    args.given_flags = {flag: getattr(args, flag) for flag in FLAG_DEFAULTS}  # not the regime's: the main protocol's
     for flag, default in {**FLAG_DEFAULTS, **dict(args.regime.flags)}.items():
         if getattr(args, flag) is None:
             setattr(args, flag, default)

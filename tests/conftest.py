@@ -12,6 +12,18 @@ from drift_verl.eval.runs import read_metrics, tail  # noqa: F401  (used by the 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 
+
+def load_compare():
+    """``scripts/compare.py`` (a script, not a package module) as the module ``compare``, loaded once."""
+    import importlib.util
+
+    if "compare" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("compare", REPO / "scripts" / "compare.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["compare"] = module  # its dataclasses look their module up
+        spec.loader.exec_module(module)
+    return sys.modules["compare"]
+
 # The e2e tests' setting: the untrained tiny model (no 6-minute reference build in CI), N=4, greedy validation and
 # the recipe's single epoch, so the figures they assert on stay small; the embedded default itself is checked by
 # the config tests and run in full by the README's main-job command.

@@ -6,7 +6,6 @@ are in docs/comparison/."""
 
 import argparse
 import copy
-import importlib.util
 import json
 import subprocess
 import sys
@@ -16,12 +15,9 @@ import pytest
 
 from drift_verl.core import stats
 from drift_verl.eval import protocol
-from tests.conftest import FIXTURES, REPO
+from tests.conftest import FIXTURES, REPO, load_compare
 
-spec = importlib.util.spec_from_file_location("compare", REPO / "scripts" / "compare.py")
-compare = importlib.util.module_from_spec(spec)
-sys.modules["compare"] = compare  # its dataclass looks its module up
-spec.loader.exec_module(compare)
+compare = load_compare()
 
 RECORDED = FIXTURES / "comparison"
 SOLVED5 = "val-aux/drift_tiny_add/solved_within_5/mean@16"
@@ -411,7 +407,7 @@ def test_the_test_runs_train_on_the_test_store_kept_beside_the_results(tmp_path)
     with pytest.raises(protocol.ProtocolError, match="not the store the recorded results trained on"):
         compare.verified_store(args, test_store)
     main = compare.REGIMES["main"]
-    runs = {run.method: run for run in compare.test_runs(argparse.Namespace(seeds=1, regime=main, plan=main.plan),
+    runs = {run.method: run for run in compare.test_runs(argparse.Namespace(seeds=1, regime=main, plan=main.plan, test_samples=16),
                                                          "abc", study()[2])}
     assert "drift.store={workdir}/test-stores/abc" in runs["drift"].argv
     assert "drift.store_dir={workdir}/test-stores" in runs["drift_rounds"].argv
@@ -585,6 +581,8 @@ def test_the_rollout_heavy_regime_tunes_its_own_two_points_per_method_on_task_ti
     assert compare.finish(compare.parser().parse_args([*argv, "--grid-points", "1"])).grid_points == 1
     main = compare.finish(compare.parser().parse_args([]))
     assert (main.grid_points, main.grpo_max_steps, main.grpo_dev_freq, main.test_samples) == (4, 64, 16, 16)
+    of_regime = compare.main_protocol(args)  # what a regime reads the main protocol's choice from
+    assert (of_regime.grid_points, of_regime.grpo_max_steps, of_regime.test_samples) == (4, 64, 16)
 
 
 def test_a_tuned_regime_reports_iterative_drift_against_turn_level_grpo_and_rejection():

@@ -88,6 +88,21 @@ def test_job_checks_name_the_keys(overrides, message):
         check_job(config, DriftConfig.from_section(config.drift))
 
 
+@pytest.mark.parametrize("override, message", [
+    ("algorithm.filter_groups.enable=true", r"algorithm.filter_groups.enable with .* PolledReplayBuffer"),
+    ("trainer.v1.sampler.sync_refill_failed_groups=true", r"sync_refill_failed_groups with .* PolledReplayBuffer"),
+    ("trainer.v1.trainer_mode=async", r"trainer_mode=async with .* PolledReplayBuffer"),
+])
+def test_the_polled_buffer_refuses_what_verl_would_not_give_it(override, message):
+    """task=tiny_long's GRPO plugs in PolledReplayBuffer through verl's custom_sampler, which verl builds without
+    DAPO's filter or the refill and in place of its async buffer: those settings stop the job instead of going off."""
+    config = _compose(["recipe=grpo", "task=tiny_long", "platform=cpu"])
+    check_job(config, DriftConfig.from_section(config.drift))  # as it ships
+    config = _compose(["recipe=grpo", "task=tiny_long", "platform=cpu", override])
+    with pytest.raises(ConfigError, match=message):
+        check_job(config, DriftConfig.from_section(config.drift))
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("override, key", [("drift.beta=0", "drift.beta"), ("+drift.betta=0.2", "drift.betta")])
 def test_the_job_stops_before_ray_starts(tmp_path, override, key):

@@ -31,6 +31,26 @@ def _check_environment(env) -> None:
         raise ConfigError(f"drift.env: the environment {env.name!r} does not start: {message}", "env.name") from None
 
 
+def _check_sampler(config) -> None:
+    """verl hands a custom sampler neither DAPO's group filter nor the failed-group refill, and replaces its async
+    buffer with it: with drift-verl's :class:`~drift_verl.integration.training.rollout_io.PolledReplayBuffer` (a
+    synchronous buffer) those settings would be silently off, so they end the job here."""
+    v1 = config.trainer.get("v1") or {}
+    sampler = v1.get("sampler") or {}
+    if (sampler.get("custom_sampler") or {}).get("name") != "PolledReplayBuffer":
+        return
+    filter_groups = config.algorithm.get("filter_groups") or {}
+    mode = v1.get("trainer_mode", "sync")
+    for setting, on in (("algorithm.filter_groups.enable", filter_groups.get("enable", False)),
+                        ("trainer.v1.sampler.sync_refill_failed_groups", sampler.get("sync_refill_failed_groups",
+                                                                                     False)),
+                        (f"trainer.v1.trainer_mode={mode}", mode not in ("sync", "drift"))):  # drift: its own buffer
+        if on:
+            raise ConfigError(f"{setting} with trainer.v1.sampler.custom_sampler PolledReplayBuffer (a synchronous "
+                              "buffer, which verl gives no group filter or refill): drop the custom sampler "
+                              "(verl polls every 2 s) or that setting")
+
+
 def check_job(config, drift: DriftConfig) -> None:
     """The checks that need more than the ``drift`` section; run in the driver before Ray starts."""
     from drift_verl.integration.verifier import load_function
@@ -50,6 +70,7 @@ def check_job(config, drift: DriftConfig) -> None:
     if config.algorithm.adv_estimator == "grpo_turn" and not config.trainer.get("use_v1", False):
         raise ConfigError("algorithm.adv_estimator=grpo_turn needs trainer.use_v1=true (verl's legacy trainer puts "
                           "the whole return at the last token, so every turn would get the same credit)")
+    _check_sampler(config)
     if drift.recipe != "drift":
         return
     from drift_verl.core.store import FEEDBACK_LOOP

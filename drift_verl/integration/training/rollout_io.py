@@ -79,6 +79,9 @@ class PolledReplayBuffer(ReplayBuffer):
     or refill settings: with neither enabled, verl's own buffer ignores them too."""
 
     def __init__(self, **verl_kwargs):
+        if verl_kwargs.get("trainer_mode") != "sync":  # verl would put it where its async buffer belongs
+            raise ClearError(f"trainer.v1.sampler.custom_sampler PolledReplayBuffer is a synchronous buffer; "
+                             f"trainer.v1.trainer_mode={verl_kwargs.get('trainer_mode')} needs verl's own")
         poll = float((verl_kwargs.get("sampler_kwargs") or {}).get("poll_interval_s", 2.0))
         super().__init__(poll_interval=poll, **verl_kwargs)
 
