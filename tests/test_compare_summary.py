@@ -229,7 +229,8 @@ def test_summary_has_the_exact_schema():
     assert summary["methods"]["reference"]["rollout_tokens"] == {"mean": 0.0, "std": 0.0}
     methods = summary["methods"]
     assert methods["sft_uniform"]["step0_solved_within_5"] == methods["reference"]["solved_within_5"]
-    assert set(summary["drift_vs_grpo"]) == {"target_solved_within_5", "wall_ratio", "token_ratio"}
+    assert set(summary["drift_vs_grpo"]) == {"target_solved_within_5", "wall_ratio", "wall_ratio_at_most",
+                                             "token_ratio"}
     assert set(summary["tuning"]) == set(protocol.METHODS) == set(summary["chosen"]) == set(summary["tuning_cost"])
     for method, entries in summary["tuning"].items():
         assert len(entries) == 2 and all(set(e) == {"settings", "dev_solved_within_5"} for e in entries)
@@ -278,9 +279,11 @@ def test_drift_vs_grpo_is_the_cost_ratio_of_reaching_the_grpo_mean():
     rows = {"grpo": [{"solved_within_5": 0.60}, {"solved_within_5": 0.62}],
             "drift": [{"solved_within_5": 0.62, "wall_s": 40.0, "rollout_tokens": 1000.0},
                       {"solved_within_5": 0.60, "wall_s": 50.0, "rollout_tokens": 1000.0}]}
-    ratio = protocol.drift_vs_grpo(rows, {"grpo": curve}, "grpo")
+    ratio = protocol.drift_vs_grpo(rows, {"grpo": curve}, "grpo", poll_s=2.0)
     assert ratio["target_solved_within_5"] == pytest.approx(0.61)
     assert ratio["wall_ratio"] == pytest.approx(45 / 200) and ratio["token_ratio"] == pytest.approx(1000 / 20000)
+    # had GRPO never waited on its 2 s poll: its 16 steps to the target cost at least 200 - 32 s
+    assert ratio["wall_ratio_at_most"] == pytest.approx(45 / (200 - 2.0 * 16))
     rows["drift"] = [{"solved_within_5": 0.6, "wall_s": 40.0, "rollout_tokens": 1000.0}]
     ratio = protocol.drift_vs_grpo(rows, {"grpo": curve}, "grpo")
     assert ratio["wall_ratio"] is None and ratio["token_ratio"] is None
@@ -595,5 +598,6 @@ def test_a_tuned_regime_reports_iterative_drift_against_turn_level_grpo_and_reje
     assert set(summary["differences"]) == {"drift_minus_best_grpo", "drift_minus_sft_rejection"}
     assert full["differences"]["drift_minus_best_grpo"]["methods"] == ["drift_rounds", "grpo_turn"]
     assert summary["differences"]["drift_minus_best_grpo"]["mean"] == pytest.approx(0.70 - 0.69)
-    assert set(summary["drift_vs_grpo"]) == {"target_solved_within_5", "wall_ratio", "token_ratio"}
+    assert set(summary["drift_vs_grpo"]) == {"target_solved_within_5", "wall_ratio", "wall_ratio_at_most",
+                                             "token_ratio"}
     assert 0 < summary["grpo_rollout_share"] < 1 and set(summary["tuning"]) == set(plan.methods)
