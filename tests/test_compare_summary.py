@@ -410,8 +410,8 @@ def test_the_test_runs_train_on_the_test_store_kept_beside_the_results(tmp_path)
     with pytest.raises(protocol.ProtocolError, match="not the store the recorded results trained on"):
         compare.verified_store(args, test_store)
     main = compare.REGIMES["main"]
-    runs = {run.method: run for run in compare.test_runs(argparse.Namespace(seeds=1, regime=main, plan=main.plan, test_samples=16),
-                                                         "abc", study()[2])}
+    main_args = argparse.Namespace(seeds=1, regime=main, plan=main.plan, test_samples=16)
+    runs = {run.method: run for run in compare.test_runs(main_args, "abc", study()[2])}
     assert "drift.store={workdir}/test-stores/abc" in runs["drift"].argv
     assert "drift.store_dir={workdir}/test-stores" in runs["drift_rounds"].argv
     dev, test, _ = study()

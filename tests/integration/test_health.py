@@ -18,6 +18,7 @@ from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 from drift_verl.integration.job import health
 from drift_verl.integration.job.health import HealthConfig, JobMonitor, Stalled
 from drift_verl.integration.training.rollout_io import PolledReplayBuffer, ShardReplayBuffer, ShardRolloutBuffer
+from tests.conftest import load_compare
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -131,6 +132,9 @@ def test_grpo_on_task_tiny_long_polls_rollouts_as_drift_does_through_verls_custo
     long, tiny = built("tiny_long"), built("tiny")
     assert type(long) is PolledReplayBuffer and type(tiny) is ReplayBuffer
     assert (long.poll_interval, tiny.poll_interval) == (0.5, 2.0)
+    # the report's bound on the poll's bias reads each regime's poll from its plan: it must be the one the job uses
+    regimes = load_compare().REGIMES
+    assert (regimes["rollout_heavy"].plan.grpo_poll_s, regimes["main"].plan.grpo_poll_s) == (0.5, 2.0)
     for name in ("trainer_mode", "trainer_config", "max_off_policy_threshold", "max_off_policy_strategy",
                  "filter_groups_metric", "sync_refill_failed_groups"):
         assert getattr(long, name) == getattr(tiny, name), name
