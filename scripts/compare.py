@@ -169,7 +169,7 @@ REGIMES = {
              {**DRIFT_VS_REJECTION, "drift_minus_best_grpo": ("drift", BEST_GRPO)}),
         seeds=3, reference="tiny_reference_informative", retry_envs=INFORMATIVE_ENVS),
     "rollout_heavy": Regime(
-        "rollout_heavy", "task=tiny_long: the reference shows its working (~23 tokens a turn), so rollouts take most "
+        "rollout_heavy", "task=tiny_long: the reference shows its working (~43 tokens a turn), so rollouts take most "
         "of a GRPO step; DRIFT's one rollout pass per round against GRPO's rollouts at every step",
         ("task=tiny_long",),
         Plan(("sft_rejection", "drift_rounds", "grpo_turn"),

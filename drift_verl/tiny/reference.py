@@ -37,8 +37,8 @@ SFT_SETTINGS = {
 INFORMED = {"num_demos": 38400, "seed": 4,
             "sft": {"optim.lr": 2e-3, "data.max_length": 192}}  # its feedback messages are longer
 # the rollout-heavy reference: the reference fine-tuned on WorkedDemonstrator's conversations (partial sums before
-# the tagged answer, ~23 tokens a turn), as the informative one is
-WORKED = {"num_demos": 38400, "seed": 5, "sft": {"optim.lr": 2e-3, "data.max_length": 256}}
+# the tagged answer and their check, ~43 tokens a turn), as the informative one is
+WORKED = {"num_demos": 38400, "seed": 5, "sft": {"optim.lr": 2e-3, "data.max_length": 320}}
 
 
 def sft_command(model: str, demos: Path, checkpoints: Path, settings: dict) -> list[str]:
@@ -106,17 +106,45 @@ def latest_export(checkpoints: Path) -> Path:
     return steps[-1] / "huggingface"
 
 
+RECORD = "drift_reference.json"  # in each built reference: what it was built from
+
+
+def changed_recipe(out: Path, recipe: dict) -> list[str]:
+    """What of ``recipe`` (demonstrator, number of demonstrations, SFT settings) a cached reference was built
+    without, from its record: a cache made by an older drift-verl, e.g. before the worked demonstrations gained their
+    check, is rebuilt rather than used for the new recipe."""
+    try:
+        found = json.loads((out / RECORD).read_text())
+    except (OSError, ValueError):
+        return ["recipe (no readable " + RECORD + ")"]
+    expected = json.loads(json.dumps(recipe))
+    if isinstance(found.get("demonstrator"), dict) and "class" not in found["demonstrator"]:
+        expected["demonstrator"].pop("class")  # recorded before the class was: its fields alone say what it was
+    return [key for key in expected if found.get(key) != expected[key]]
+
+
 def build_reference(out: Path, base_model: str, num_demos: int = NUM_DEMOS, sft: dict | None = None,
                     demonstrator: tiny_task.Demonstrator = tiny_task.Demonstrator(), seed: int = DEMO_SEED) -> str:
     """Path of the reference policy ``base_model`` warm-started on ``num_demos`` of ``demonstrator``'s
     conversations (from the tiny model: the default reference; from that reference: a fine-tuned one, e.g. on
     informative feedback); trained once (a few minutes on 2 cores), then cached."""
     out = Path(out)
+    sft = {**SFT_SETTINGS, **(sft or {})}
+    recipe = {"demonstrator": {"class": type(demonstrator).__name__, **demonstrator.__dict__}, "num_demos": num_demos,
+              "sft": sft}
     with locked(out):
         if (out / "config.json").exists():
-            return str(out)
-        work = out.with_name(out.name + ".build")
+            changed = changed_recipe(out, recipe)
+            if not changed:
+                return str(out)
+            print(f"[drift-verl] the cached reference policy {out} was built with another {', '.join(changed)}; "
+                  "building it again", file=sys.stderr, flush=True)
+            shutil.rmtree(out)
+        work = out.with_name(out.name + ".build")  # an interrupted build resumes here, if it had the same recipe
+        if work.exists() and changed_recipe(work, recipe):
+            shutil.rmtree(work)
         work.mkdir(parents=True, exist_ok=True)
+        (work / RECORD).write_text(json.dumps(recipe))
         demos = work / "demos.parquet"
         if not demos.exists():
             import pandas as pd
@@ -124,7 +152,6 @@ def build_reference(out: Path, base_model: str, num_demos: int = NUM_DEMOS, sft:
             rows = tiny_task.demonstration_rows(num_demos, seed, demonstrator)
             pd.DataFrame(rows).to_parquet(demos.with_suffix(".tmp"))
             os.replace(demos.with_suffix(".tmp"), demos)
-        sft = {**SFT_SETTINGS, **(sft or {})}
         command = sft_command(base_model, demos, work / "checkpoints", sft)
         print(f"[drift-verl] warm-starting the reference policy with verl's SFT trainer, once (cached; log: "
               f"{work / 'sft.log'})", file=sys.stderr, flush=True)
@@ -140,10 +167,7 @@ def build_reference(out: Path, base_model: str, num_demos: int = NUM_DEMOS, sft:
         for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
             if (Path(base_model) / name).exists() and not (tmp / name).exists():
                 shutil.copy(Path(base_model) / name, tmp / name)
-        (tmp / "drift_reference.json").write_text(json.dumps(
-            {"base_model": base_model, "demonstrator": {"class": type(demonstrator).__name__, **demonstrator.__dict__},
-             "num_demos": num_demos,
-             "sft": sft}, indent=2))
+        (tmp / RECORD).write_text(json.dumps({"base_model": base_model, **recipe}, indent=2))
         os.replace(tmp, out)
         shutil.rmtree(work)
     return str(out)

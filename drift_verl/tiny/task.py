@@ -150,13 +150,23 @@ class InformedDemonstrator(Demonstrator):
 
 @dataclass(frozen=True)
 class WorkedDemonstrator(Demonstrator):
-    """The noisy demonstrator, showing its working: the partial sums, then the tagged sum
-    (``3 + 5 = 8, 8 + 4 = 12. <answer>12</answer>``, 23 tokens where the answer alone is 3). A wrong answer is a slip
-    in the first partial sum, carried through (in the last step when the first would go below 0). Its reference
-    (``tiny_reference_worked``, ``task=tiny_long``) spends most of a trajectory's tokens generating, as reasoning
-    models do: the rollout-heavy regime."""
+    """The noisy demonstrator, showing its working: the partial sums, then (``passes=2``) the same sum checked in
+    reverse order, then the tagged sum (``3 + 5 = 8, 8 + 4 = 12; 4 + 5 = 9, 9 + 3 = 12. <answer>12</answer>``,
+    about 43 tokens where the answer alone is 3). A wrong answer is a slip in each pass's first partial sum, carried
+    through (:meth:`working`): every pass ends at the answer given. Its reference (``tiny_reference_worked``,
+    ``task=tiny_long``) spends most of a trajectory's tokens generating, as reasoning models do: the rollout-heavy
+    regime."""
+
+    passes: int = 2  # 1: the partial sums only; 2: and the check in reverse order (recorded with the reference)
 
     def say(self, problem: Problem, value: int, tagged: bool) -> str:
+        working = "; ".join(self.working(order, value) for order in (problem, problem[::-1])[:self.passes]) + "."
+        return f"{working} <answer>{value}</answer>" if tagged else working
+
+    @staticmethod
+    def working(problem: Problem, value: int) -> str:
+        """``problem``'s partial sums ending at ``value``: a wrong ``value`` is a slip in the first partial sum,
+        carried through (in the last one when the first would go below 0)."""
         slip = value - sum(problem)
         first_slip = slip if problem[0] + problem[1] + slip >= 0 else 0
         partial, steps = problem[0], []
@@ -166,8 +176,7 @@ class WorkedDemonstrator(Demonstrator):
                 result = value  # the working ends at the answer given
             steps.append(f"{partial} + {operand} = {result}")
             partial = result
-        working = ", ".join(steps) + "."
-        return f"{working} <answer>{value}</answer>" if tagged else working
+        return ", ".join(steps)
 
 
 def demonstration_rows(num: int, seed: int, demonstrator: Demonstrator = Demonstrator()) -> list[dict]:

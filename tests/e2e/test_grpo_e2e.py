@@ -64,7 +64,7 @@ def test_the_rollout_heavy_regime_runs_and_logs_the_rollout_share(tmp_path):
     """The cost claim's regime (``scripts/compare.py --regime rollout_heavy``: task=tiny_long, turn-level GRPO) at
     smoke size: its config composes into a job that trains, and every step logs what the report's rollout share
     reads (``timing_s/gen`` / ``timing_s/step``). The random tiny model stands in for the worked reference (its
-    build is not CI's to pay); it fills each turn to ``drift.env.turn_max_tokens`` = 32."""
+    build is not CI's to pay); it fills each turn to ``drift.env.turn_max_tokens`` = 48."""
     proc, metrics = run_job(
         ["-m", "drift_verl.main", "recipe=grpo", "algorithm.adv_estimator=grpo_turn",
          *load_compare().REGIMES["rollout_heavy"].argv, "platform=cpu", *SMALL_TASK, "trainer.logger=[console,file]",
@@ -78,7 +78,7 @@ def test_the_rollout_heavy_regime_runs_and_logs_the_rollout_share(tmp_path):
     for step in (1, 2):
         assert 0 < metrics[step]["timing_s/gen"] < metrics[step]["timing_s/step"], metrics[step]
     # task=tiny_long's budget took effect: the random model never answers right, so a trajectory plays all five
-    # turns (user + assistant messages), and five 32-token turns with four feedback messages run past task=tiny's 192
+    # turns (user + assistant messages), and five 48-token turns with four feedback messages run past task=tiny's 192
     assert metrics[1]["num_turns/max"] == 10
     assert max(metrics[s]["response_length/max"] for s in (1, 2)) > 192, metrics
     share = protocol.grpo_rollout_share([{"metrics": {str(s): m for s, m in metrics.items()}}])

@@ -135,8 +135,8 @@ def test_the_rollout_heavy_task_is_tiny_with_worked_answers_and_room_for_them(re
     long = _compose("recipes", "drift_main", [f"recipe={recipe}", "task=tiny_long", "platform=cpu"])
     assert "tiny_reference_worked" in OmegaConf.to_yaml(long.actor_rollout_ref.model)
     assert long.trainer.experiment_name == f"{recipe}_tiny_long"
-    assert long.drift.env.turn_max_tokens == 32 and long.drift.env.max_turns == 5
-    assert long.data.max_response_length >= 5 * 32 + 4 * 16  # a feedback message is ~14 tokens with its template
+    assert long.drift.env.turn_max_tokens == 48 and long.drift.env.max_turns == 5
+    assert long.data.max_response_length >= 5 * 48 + 4 * 16  # a feedback message is ~14 tokens with its template
     assert long.actor_rollout_ref.rollout.max_model_len >= long.data.max_prompt_length + long.data.max_response_length
     assert long.actor_rollout_ref.actor == tiny.actor_rollout_ref.actor and long.algorithm == tiny.algorithm
     validate_config(_compose("recipes", "drift_main", [f"recipe={recipe}", "task=tiny_long", "platform=cpu",

@@ -124,8 +124,8 @@ def test_informed_demonstrations_are_what_higher_lower_says_and_use_it():
 
 def test_worked_demonstrations_show_working_that_adds_up_to_the_answer_given(tiny_model_path):
     """The rollout-heavy reference's demonstrations (task=tiny_long): the noisy demonstrator's answers, turn for
-    turn, each preceded by partial sums that end at it (one slip where it is wrong, never a negative number), in
-    under the task's 32 tokens a turn."""
+    turn, each preceded by partial sums that end at it and by the same sum checked in reverse order (one slip in
+    each where it is wrong, never a negative number), in under the task's 48 tokens a turn."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
@@ -139,15 +139,44 @@ def test_worked_demonstrations_show_working_that_adds_up_to_the_answer_given(tin
             answer = extract_answer_tag(said["content"]) or said["content"]  # the number the noisy one gave
             working = reply["content"].partition(" <answer>")[0]
             assert extract_answer_tag(reply["content"]) == extract_answer_tag(said["content"])
-            steps = [step.split(" = ") for step in working.rstrip(".").split(", ")]
-            assert [int(left.split(" + ")[1]) for left, _ in steps] == list(problem[1:])
-            assert int(steps[0][0].split(" + ")[0]) == problem[0] and int(steps[-1][1]) == int(answer)
-            for (left, right), (nxt, _) in zip(steps, steps[1:]):
-                assert int(nxt.split(" + ")[0]) == int(right) >= 0  # each partial sum carried on
-            slips = sum(sum(map(int, left.split(" + "))) != int(right) for left, right in steps)
-            assert slips == (int(answer) != sum(problem))
+            passes = working.rstrip(".").split("; ")
+            assert len(passes) == 2
+            for order, done in zip((problem, problem[::-1]), passes):
+                steps = [step.split(" = ") for step in done.split(", ")]
+                assert [int(left.split(" + ")[1]) for left, _ in steps] == list(order[1:])
+                assert int(steps[0][0].split(" + ")[0]) == order[0] and int(steps[-1][1]) == int(answer)
+                for (left, right), (nxt, _) in zip(steps, steps[1:]):
+                    assert int(nxt.split(" + ")[0]) == int(right) >= 0  # each partial sum carried on
+                slips = sum(sum(map(int, left.split(" + "))) != int(right) for left, right in steps)
+                assert slips == (int(answer) != sum(problem))
             lengths.append(len(tokenizer(reply["content"])["input_ids"]))
-    assert max(lengths) < 32 and sum(lengths) / len(lengths) > 20
+    assert max(lengths) < 48 and sum(lengths) / len(lengths) > 40
+    one_pass = tiny_task.WorkedDemonstrator(passes=1).say((3, 5, 4), 12, tagged=True)
+    assert one_pass == "3 + 5 = 8, 8 + 4 = 12. <answer>12</answer>"  # the partial sums alone
+
+
+def test_a_cached_reference_built_from_another_recipe_is_rebuilt(tmp_path):
+    """A cached reference is used only for the recipe it was built from (its drift_reference.json): a change of
+    demonstrator, of its settings or of the SFT settings makes build_reference build it again. A record written
+    before the demonstrator's class was recorded is judged by its fields."""
+    from drift_verl.tiny.reference import RECORD, changed_recipe
+
+    demonstrator = tiny_task.WorkedDemonstrator()
+    recipe = {"demonstrator": {"class": "WorkedDemonstrator", **demonstrator.__dict__}, "num_demos": 8,
+              "sft": {"optim.lr": 2e-3}}
+    (tmp_path / RECORD).write_text(json.dumps({"base_model": "/elsewhere", **recipe}))
+    assert changed_recipe(tmp_path, recipe) == []  # the base model's path differs by machine: not compared
+    assert changed_recipe(tmp_path, {**recipe, "sft": {"optim.lr": 1e-3}}) == ["sft"]
+    one_pass = tiny_task.WorkedDemonstrator(passes=1)
+    older = {**recipe, "demonstrator": {"class": "WorkedDemonstrator", **one_pass.__dict__}}
+    assert changed_recipe(tmp_path, older) == ["demonstrator"]
+    legacy = {**recipe, "demonstrator": dict(demonstrator.__dict__)}  # no class recorded
+    (tmp_path / RECORD).write_text(json.dumps(legacy))
+    assert changed_recipe(tmp_path, recipe) == []
+    (tmp_path / RECORD).write_text(json.dumps({**legacy, "demonstrator": {**legacy["demonstrator"], "passes": 1}}))
+    assert changed_recipe(tmp_path, recipe) == ["demonstrator"]
+    (tmp_path / RECORD).write_text("{not json")
+    assert changed_recipe(tmp_path, recipe)
 
 
 @pytest.mark.e2e
@@ -169,4 +198,5 @@ def test_reference_warm_start_runs_verl_sft_and_exports_a_model(tmp_path, tiny_m
     assert len(tokenizer) == model.config.vocab_size
     changed = [n for n, p in model.named_parameters() if not p.detach().equal(base.get_parameter(n).detach())]
     assert changed  # trained, not copied
-    assert build_reference(out, tiny_model_path) == path  # cached: a second call does not train again
+    same = build_reference(out, tiny_model_path, num_demos=256, sft={"trainer.total_epochs": 1})
+    assert same == path  # cached: a second call does not train again
