@@ -106,21 +106,37 @@ def latest_export(checkpoints: Path) -> Path:
     return steps[-1] / "huggingface"
 
 
-RECORD = "drift_reference.json"  # in each built reference: what it was built from
+RECORD = "drift_reference.json"  # in each built reference: what it was built from (:func:`recipe`)
 
 
-def changed_recipe(out: Path, recipe: dict) -> list[str]:
-    """What of ``recipe`` (demonstrator, number of demonstrations, SFT settings) a cached reference was built
-    without, from its record: a cache made by an older drift-verl, e.g. before the worked demonstrations gained their
-    check, is rebuilt rather than used for the new recipe."""
+def recipe(base_model: str, num_demos: int, sft: dict | None, demonstrator: tiny_task.Demonstrator,
+           seed: int) -> dict:
+    """What a reference is built from, as its record keeps it: the demonstrator and its settings, the number of
+    demonstrations and their seed, verl's SFT settings, and the base model's own recipe (a reference fine-tuned from
+    another; None for the untrained tiny model). The base model's path is kept beside it, not compared: it differs
+    by machine."""
+    try:
+        base = json.loads((Path(base_model) / RECORD).read_text())
+        base.pop("base_model", None)
+    except (OSError, ValueError):
+        base = None
+    return {"demonstrator": {"class": type(demonstrator).__name__, **demonstrator.__dict__}, "num_demos": num_demos,
+            "seed": seed, "sft": {**SFT_SETTINGS, **(sft or {})}, "base": base}
+
+
+def changed_recipe(out: Path, expected: dict) -> list[str]:
+    """What of the :func:`recipe` ``expected`` a cached reference (or an interrupted build's folder) was built
+    without, from its record: one made by an older drift-verl, e.g. before the worked demonstrations gained their
+    check, is built again rather than used for the new recipe. A record written before a key (or the demonstrator's
+    class) was recorded is judged by what it holds, so references built then stay cached."""
     try:
         found = json.loads((out / RECORD).read_text())
     except (OSError, ValueError):
         return ["recipe (no readable " + RECORD + ")"]
-    expected = json.loads(json.dumps(recipe))
+    expected = json.loads(json.dumps(expected))
     if isinstance(found.get("demonstrator"), dict) and "class" not in found["demonstrator"]:
-        expected["demonstrator"].pop("class")  # recorded before the class was: its fields alone say what it was
-    return [key for key in expected if found.get(key) != expected[key]]
+        expected["demonstrator"].pop("class")
+    return [key for key in expected if key in found and found[key] != expected[key]]
 
 
 def build_reference(out: Path, base_model: str, num_demos: int = NUM_DEMOS, sft: dict | None = None,
@@ -129,22 +145,21 @@ def build_reference(out: Path, base_model: str, num_demos: int = NUM_DEMOS, sft:
     conversations (from the tiny model: the default reference; from that reference: a fine-tuned one, e.g. on
     informative feedback); trained once (a few minutes on 2 cores), then cached."""
     out = Path(out)
-    sft = {**SFT_SETTINGS, **(sft or {})}
-    recipe = {"demonstrator": {"class": type(demonstrator).__name__, **demonstrator.__dict__}, "num_demos": num_demos,
-              "sft": sft}
+    wanted = recipe(base_model, num_demos, sft, demonstrator, seed)
+    sft = wanted["sft"]
     with locked(out):
         if (out / "config.json").exists():
-            changed = changed_recipe(out, recipe)
+            changed = changed_recipe(out, wanted)
             if not changed:
                 return str(out)
             print(f"[drift-verl] the cached reference policy {out} was built with another {', '.join(changed)}; "
                   "building it again", file=sys.stderr, flush=True)
             shutil.rmtree(out)
         work = out.with_name(out.name + ".build")  # an interrupted build resumes here, if it had the same recipe
-        if work.exists() and changed_recipe(work, recipe):
+        if work.exists() and changed_recipe(work, wanted):
             shutil.rmtree(work)
         work.mkdir(parents=True, exist_ok=True)
-        (work / RECORD).write_text(json.dumps(recipe))
+        (work / RECORD).write_text(json.dumps(wanted))
         demos = work / "demos.parquet"
         if not demos.exists():
             import pandas as pd
@@ -167,7 +182,7 @@ def build_reference(out: Path, base_model: str, num_demos: int = NUM_DEMOS, sft:
         for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
             if (Path(base_model) / name).exists() and not (tmp / name).exists():
                 shutil.copy(Path(base_model) / name, tmp / name)
-        (tmp / RECORD).write_text(json.dumps({"base_model": base_model, **recipe}, indent=2))
+        (tmp / RECORD).write_text(json.dumps({"base_model": base_model, **wanted}, indent=2))
         os.replace(tmp, out)
         shutil.rmtree(work)
     return str(out)

@@ -153,30 +153,72 @@ def test_worked_demonstrations_show_working_that_adds_up_to_the_answer_given(tin
     assert max(lengths) < 48 and sum(lengths) / len(lengths) > 40
     one_pass = tiny_task.WorkedDemonstrator(passes=1).say((3, 5, 4), 12, tagged=True)
     assert one_pass == "3 + 5 = 8, 8 + 4 = 12. <answer>12</answer>"  # the partial sums alone
+    # a slip that would take a pass's first partial sum below 0 (0 + 1 - 3) falls on its last step instead
+    assert tiny_task.WorkedDemonstrator().say((0, 1, 10), 8, tagged=True) == (
+        "0 + 1 = 1, 1 + 10 = 8; 10 + 1 = 8, 8 + 0 = 8. <answer>8</answer>")
 
 
 def test_a_cached_reference_built_from_another_recipe_is_rebuilt(tmp_path):
     """A cached reference is used only for the recipe it was built from (its drift_reference.json): a change of
-    demonstrator, of its settings or of the SFT settings makes build_reference build it again. A record written
-    before the demonstrator's class was recorded is judged by its fields."""
-    from drift_verl.tiny.reference import RECORD, changed_recipe
+    demonstrator, of its settings, of the SFT settings, of the seed or of the base model's own recipe makes
+    build_reference build it again. A record written before a key (or the demonstrator's class) was recorded is
+    judged by what it holds."""
+    from drift_verl.tiny.reference import RECORD, changed_recipe, recipe
 
-    demonstrator = tiny_task.WorkedDemonstrator()
-    recipe = {"demonstrator": {"class": "WorkedDemonstrator", **demonstrator.__dict__}, "num_demos": 8,
-              "sft": {"optim.lr": 2e-3}}
-    (tmp_path / RECORD).write_text(json.dumps({"base_model": "/elsewhere", **recipe}))
-    assert changed_recipe(tmp_path, recipe) == []  # the base model's path differs by machine: not compared
-    assert changed_recipe(tmp_path, {**recipe, "sft": {"optim.lr": 1e-3}}) == ["sft"]
-    one_pass = tiny_task.WorkedDemonstrator(passes=1)
-    older = {**recipe, "demonstrator": {"class": "WorkedDemonstrator", **one_pass.__dict__}}
-    assert changed_recipe(tmp_path, older) == ["demonstrator"]
-    legacy = {**recipe, "demonstrator": dict(demonstrator.__dict__)}  # no class recorded
-    (tmp_path / RECORD).write_text(json.dumps(legacy))
-    assert changed_recipe(tmp_path, recipe) == []
-    (tmp_path / RECORD).write_text(json.dumps({**legacy, "demonstrator": {**legacy["demonstrator"], "passes": 1}}))
-    assert changed_recipe(tmp_path, recipe) == ["demonstrator"]
+    base = tmp_path / "base"
+    base.mkdir()
+    worked = recipe(str(base), 8, {"optim.lr": 2e-3}, tiny_task.WorkedDemonstrator(), seed=5)
+    assert worked["base"] is None  # an untrained base model has no recipe
+    (tmp_path / RECORD).write_text(json.dumps({"base_model": "/elsewhere", **worked}))
+    assert changed_recipe(tmp_path, worked) == []  # the base model's path differs by machine: not compared
+    assert changed_recipe(tmp_path, {**worked, "sft": {"optim.lr": 1e-3}}) == ["sft"]
+    assert changed_recipe(tmp_path, {**worked, "seed": 6}) == ["seed"]
+    one_pass = recipe(str(base), 8, {"optim.lr": 2e-3}, tiny_task.WorkedDemonstrator(passes=1), seed=5)
+    assert changed_recipe(tmp_path, one_pass) == ["demonstrator"]
+    (base / RECORD).write_text(json.dumps({"base_model": "/x", "num_demos": 3}))  # the base was built another way
+    assert changed_recipe(tmp_path, recipe(str(base), 8, {"optim.lr": 2e-3}, tiny_task.WorkedDemonstrator(), 5)) == [
+        "base"]
     (tmp_path / RECORD).write_text("{not json")
-    assert changed_recipe(tmp_path, recipe)
+    assert changed_recipe(tmp_path, worked)
+
+
+def test_references_cached_before_recipes_were_recorded_stay_cached(tmp_path):
+    """The records of the references built by earlier drift-verl (asset v6: no demonstrator class, seed or base
+    recipe), copied literally: the shipped recipes of tiny_reference and tiny_reference_informative match them, so
+    those references (and every store fingerprinted from their bytes) are not rebuilt; the worked reference, whose
+    turns gained their check, is."""
+    from drift_verl.tiny.reference import INFORMED, NUM_DEMOS, RECORD, SFT_SETTINGS, WORKED, changed_recipe, recipe
+
+    sft = {"data.train_batch_size": 64, "data.micro_batch_size_per_gpu": 64, "data.max_length": 144,
+           "trainer.total_epochs": 1, "optim.lr": 0.003, "optim.betas": "[0.9,0.95]",
+           "optim.lr_warmup_steps_ratio": 0.05, "optim.lr_scheduler_type": "cosine"}
+    noisy = {"first_correct": 0.5, "retry_correct": 0.3, "repeat": 0.4, "untagged": 0.05, "max_turns": 4}
+    records = {
+        "tiny_reference": {"base_model": "/root/.cache/drift_verl/v6/tiny_model", "demonstrator": noisy,
+                           "num_demos": 38400, "sft": sft},
+        "tiny_reference_informative": {
+            "base_model": "/root/.cache/drift_verl/v6/tiny_reference", "num_demos": 38400,
+            "demonstrator": {**noisy, "retry_correct": 0.4, "repeat": 0.1, "env": "higher_lower"},
+            "sft": {**sft, "data.max_length": 192, "optim.lr": 0.002}},
+        "tiny_reference_worked": {"base_model": "/root/.cache/drift_verl/v6/tiny_reference", "demonstrator": noisy,
+                                  "num_demos": 38400, "sft": {**sft, "data.max_length": 256, "optim.lr": 0.002}},
+    }
+    for name, record in records.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / RECORD).write_text(json.dumps(record, indent=2))
+    base = str(tmp_path / "tiny_reference")
+    assert SFT_SETTINGS == sft
+    shipped = {
+        "tiny_reference": recipe(str(tmp_path / "tiny_model"), NUM_DEMOS, None, tiny_task.Demonstrator(), 3),
+        "tiny_reference_informative": recipe(base, INFORMED["num_demos"], INFORMED["sft"],
+                                             tiny_task.InformedDemonstrator(), INFORMED["seed"]),
+        "tiny_reference_worked": recipe(base, WORKED["num_demos"], WORKED["sft"], tiny_task.WorkedDemonstrator(),
+                                        WORKED["seed"]),
+    }
+    assert changed_recipe(tmp_path / "tiny_reference", shipped["tiny_reference"]) == []
+    assert changed_recipe(tmp_path / "tiny_reference_informative", shipped["tiny_reference_informative"]) == []
+    assert changed_recipe(tmp_path / "tiny_reference_worked", shipped["tiny_reference_worked"]) == ["demonstrator",
+                                                                                                    "sft"]
 
 
 @pytest.mark.e2e
