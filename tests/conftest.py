@@ -99,5 +99,7 @@ def import_rows(rows: list[dict], workdir: Path, model: str) -> Path:
 
 
 def with_fixture_hooks(**variables: str) -> dict:
-    """Environment that activates tests/fixtures/faults/sitecustomize.py in every process of a job."""
-    return {"PYTHONPATH": os.pathsep.join([str(FIXTURES / "faults"), os.environ.get("PYTHONPATH", "")]), **variables}
+    """Environment that activates tests/fixtures/faults/drift_faults.py in every process of a job that imports verl
+    (verl's own hook for external modules)."""
+    return {"PYTHONPATH": os.pathsep.join([str(FIXTURES / "faults"), os.environ.get("PYTHONPATH", "")]),
+            "VERL_USE_EXTERNAL_MODULES": "drift_faults", **variables}

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from drift_verl.core import plots
 from drift_verl.core import safe_io
-from drift_verl.integration.job.launch import StartupError, run
+from drift_verl.main import StartupError, run
 from drift_verl.core.metrics import metrics_from_info
 
 CHOICE_ABILITIES = {"choice", "multiple_choice", "multiple-choice", "mcq"}

@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_module
 from verl.trainer.ppo.metric_utils import process_validation_metrics
 
 from drift_verl.eval import evaluate as drift_eval
-from drift_verl.integration.job.launch import StartupError
+from drift_verl.main import StartupError
 from drift_verl.core.metrics import metrics_from_info, multi_turn_metrics, trajectory_info, validation_summary
 from reward_fns import by_source
 

@@ -8,7 +8,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from drift_verl.integration.job.launch import StartupError, check_recipe
+from drift_verl.main import StartupError, check_recipe
 
 
 def _compose(module: str, name: str, overrides: list[str]):
@@ -160,7 +160,7 @@ def test_drift_step_size_is_one_override_and_passes_verls_checks():
 
 
 def test_liger_on_the_cpu_platform_is_refused_at_start_up(monkeypatch):
-    from drift_verl.integration.job.launch import check_platform
+    from drift_verl.main import check_platform
 
     monkeypatch.setenv("VERL_PLATFORM", "cpu")  # as the driver of a platform=cpu job has it
 
@@ -173,7 +173,7 @@ def test_liger_on_the_cpu_platform_is_refused_at_start_up(monkeypatch):
 
 def test_cpu_device_without_the_cpu_platform_is_refused_at_start_up(monkeypatch):
     """trainer.device=cpu alone: verl would run on its own platform choice; the preset selects drift-verl's."""
-    from drift_verl.integration.job.launch import check_platform
+    from drift_verl.main import check_platform
 
     monkeypatch.delenv("VERL_PLATFORM", raising=False)
     config = _compose("recipes", "drift_main", ["recipe=drift", "trainer.device=cpu"])

@@ -88,7 +88,7 @@ def test_importing_verl_with_the_plugin_only_registers():
     assert with_plugin["plugin"] and not alone["plugin"]
     assert with_plugin["env"] == alone["env"]
     assert with_plugin["threads"] == alone["threads"]
-    assert sorted(with_plugin["meta_path"]) == sorted([*alone["meta_path"], "drift_verl.integration.job.import_hooks"])
+    assert sorted(with_plugin["meta_path"]) == sorted([*alone["meta_path"], "drift_verl.integration.job.plugin"])
     assert with_plugin["platform"] == alone["platform"] != "cpu"  # selected when the job starts, not on import
 
 

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from verl.trainer.ppo.utils import need_critic, need_reference_policy
 from verl.utils.config import omega_conf_to_dataclass, validate_config
 
-from drift_verl.integration.job.launch import check_recipe
+from drift_verl.main import check_recipe
 from tests.real_data import REPO, SAMPLES
 
 PRESETS = {"qwen2.5-3b_metamath": "Qwen/Qwen2.5-3B-Instruct", "qwen2.5-7b_metamath": "Qwen/Qwen2.5-7B-Instruct"}

@@ -234,7 +234,7 @@ class JobMonitor:
             self.error = line
             if self.announce:
                 console.report_failure(PREFIX + line)
-            interrupt_main_thread()  # the driver's main thread reports the line (drift_verl.integration.job.launch.JobFailed)
+            interrupt_main_thread()  # the driver's main thread reports the line (drift_verl.main.JobFailed)
             time.sleep(self.config.grace_s)  # if it sits in a call that ignores the interrupt, end the process
             note = (f"the run did not stop within {self.config.grace_s:.0f} s (drift.health.grace_s), its main thread "
                     f"blocked in {main_thread_place()}: exiting")

@@ -4,7 +4,7 @@ verl's entry point runs no recipe code in its driver, where the monitor must run
 thread and stops Ray). Hydra calls the callbacks a config names (``hydra.callbacks``) around the job, and
 ``recipes/recipe/common.yaml`` names :class:`JobMonitorCallback`: any Hydra entry point that composes a drift-verl
 recipe gets the monitor. drift-verl's own entry points start it themselves, around verl's ``run_ppo``, where they
-turn what it finds into their last line (:mod:`drift_verl.integration.job.launch`); Hydra tells them apart by their
+turn what it finds into their last line (:mod:`drift_verl.main`); Hydra tells them apart by their
 primary config (``hydra.job.config_name``).
 """
 

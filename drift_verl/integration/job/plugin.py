@@ -11,7 +11,7 @@ whatever its command line or environment:
 - verl's ``core_algos`` registries get the ``drift`` policy loss and the ``grpo_turn`` advantage estimator
   (importing ``core_algos`` costs ~0.3 s of CPU after ``import verl`` and selects no platform);
 - verl's trainer registry gets trainer mode ``drift`` where verl imports that registry, the TaskRunner
-  (:mod:`drift_verl.integration.job.import_hooks`; README "Layout" says why not eagerly);
+  (:func:`when_imported` below; README "Layout" says why not eagerly);
 - OmegaConf gets the resolvers the recipes use: ``drift_asset`` (the embedded task's files) and
   ``drift_recipes_file`` (a file shipped with the recipes, e.g. the agent-loop list verl reads).
 
@@ -23,7 +23,12 @@ the registrations happened, and in a fresh process that importing verl does noth
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
+import sys
+from collections.abc import Callable
 from importlib.resources import files
+from types import ModuleType
 
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.plugins import Plugins
@@ -33,7 +38,6 @@ from verl.trainer.ppo import core_algos
 
 from drift_verl.core import turn_credit
 from drift_verl.core.loss import register as register_loss
-from drift_verl.integration.job.import_hooks import when_imported
 from drift_verl.platform import cpu  # noqa: F401  (@PlatformRegistry.register("cpu"))
 from drift_verl.tiny import assets
 import recipes  # noqa: F401  (Hydra's ConfigStore: drift_defaults, which recipe/common.yaml starts from)
@@ -48,6 +52,55 @@ def recipes_file(name: str) -> str:
     """OmegaConf resolver ``${drift_recipes_file:NAME}``: the absolute path of a file of the ``recipes`` package
     (verl reads such files by path, from any working directory)."""
     return str(files("recipes") / name)
+
+
+class _CallbackLoader(importlib.abc.Loader):
+    def __init__(self, loader: importlib.abc.Loader, callbacks: list[Callable[[ModuleType], None]]):
+        self._loader = loader
+        self._callbacks = callbacks
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._loader.exec_module(module)
+        for callback in self._callbacks:
+            callback(module)
+
+
+class _PostImportFinder(importlib.abc.MetaPathFinder):
+    def __init__(self):
+        self.pending: dict[str, list[Callable[[ModuleType], None]]] = {}
+
+    def find_spec(self, fullname, path, target=None):
+        callbacks = self.pending.pop(fullname, None)
+        if callbacks is None:
+            return None
+        spec = importlib.util.find_spec(fullname)  # the real spec, from the finders after this one
+        if spec is None or spec.loader is None:
+            return spec
+        spec.loader = _CallbackLoader(spec.loader, callbacks)
+        return spec
+
+
+_FINDER = _PostImportFinder()
+
+
+def when_imported(module_name: str, callback: Callable[[ModuleType], None]) -> None:
+    """Call ``callback(module)`` once ``module_name`` is imported (now, if it already is).
+
+    For trainer mode ``drift``: verl's trainer registry lives in ``verl/trainer/ppo/v1/trainer_base.py``, which
+    verl 0.9.1 imports in its TaskRunner (``main_ppo.TaskRunnerV1``), a Ray actor with no recipe code of its own.
+    Importing it here, eagerly, would select verl's platform while verl is still loading its plugins (it imports
+    verl's engines, and the FSDP engine's module asks for the device as it loads) and would cost each process
+    1-4 s of CPU (README "Layout"). ``tests/integration/test_plugin.py`` checks the registration in a Ray worker,
+    so a verl that moves the registry fails a test."""
+    if module_name in sys.modules:
+        callback(sys.modules[module_name])
+        return
+    if _FINDER not in sys.meta_path:
+        sys.meta_path.insert(0, _FINDER)
+    _FINDER.pending.setdefault(module_name, []).append(callback)
 
 
 def _register_trainer(_trainer_base) -> None:

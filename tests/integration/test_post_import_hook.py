@@ -1,6 +1,6 @@
 import sys
 
-from drift_verl.integration.job.import_hooks import when_imported
+from drift_verl.integration.job.plugin import when_imported
 
 
 def test_callback_runs_after_first_import(tmp_path, monkeypatch):
