@@ -259,7 +259,7 @@ main()
 @pytest.mark.parametrize("config_path, config_name, overrides, monitors", [
     # python -m verl.trainer.main_ppo +recipe=...: the recipe's Hydra callback starts the monitor for the job
     ("pkg://verl.trainer.config", "ppo_trainer", ["+recipe=grpo", "+task=tiny"], 1),
-    # python -m drift_verl.main: the entry point starts its own around verl's run_ppo (drift_verl/main.py), not the callback
+    # python -m drift_verl.main: drift_verl/main.py starts its own around verl's run_ppo, not the callback
     ("pkg://recipes", "drift_main", ["recipe=grpo"], 0),
 ])
 def test_the_recipes_hydra_callback_monitors_verls_entry_point(tmp_path, config_path, config_name, overrides,
